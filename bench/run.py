@@ -1,0 +1,697 @@
+#!/usr/bin/env python3
+"""Benchmark harness for trio_socketserver.  Stdlib only; runs under any python3.
+
+    python bench/run.py [--quick] [--rounds N] [--scenarios persistent,cpr,idle,udp]
+                        [--contender NAME[:SCEN,SCEN]=CMD ...] [--only NAME,NAME]
+
+For every scenario, every applicable contender is run once per round; the
+order of contenders is rotated every round (A,B,C / B,C,A / C,A,B ...) so that
+slow drifts of the machine (thermal, page cache, other tenants) hit everybody
+alike.  Every run uses a fresh server process:
+
+    taskset -c 0 <server command> --port 0 --host HOST   -> prints "READY <port>"
+    taskset -c 1 bench/build/loadgen MODE ...             -> prints one JSON line
+
+taskset execs its argument, so the PID we get from Popen *is* the server
+interpreter; this is verified per run (comm must not be "taskset", CPU
+affinity must be {0}).  The server is stopped with SIGTERM (SIGKILL after 10 s).
+
+Measured per run: ops/s (from the load generator), server CPU (utime+stime
+from /proc/PID/stat over the load generator's lifetime), load-generator CPU
+(ru_utime+ru_stime from os.wait4 over its wall time), busy% of cores 0 and 1
+from /proc/stat (includes softirq time, where loopback TCP work is accounted),
+and for `idle` the server's VmRSS while all connections are held open,
+its VmHWM (peak) and its RSS before any load.
+
+Results go to bench/results/latest.json; per-run server stderr goes to
+bench/results/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import selectors
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+LOADGEN_SRC = BENCH / "loadgen.c"
+LOADGEN = BENCH / "build" / "loadgen"
+RESULTS = BENCH / "results"
+
+TCP = ("persistent", "cpr", "idle")
+UDP = ("udp",)
+ALL_SCENARIOS = ("persistent", "cpr", "idle", "udp")
+
+# ---------------------------------------------------------------------------
+# Contenders: (name, scenarios it applies to, command).  "{python}" is replaced
+# by the server interpreter (--python; default: the repo's .venv).  The harness
+# appends "--port 0 --host HOST" and expects "READY <port>" on stdout.
+# Paths are relative to the repository root (the servers' working directory).
+# A contender whose *.py file does not exist is skipped with a notice.
+# ---------------------------------------------------------------------------
+CONTENDERS: list[tuple[str, tuple[str, ...], list[str]]] = [
+    ("trio_tcp_echo", TCP, ["{python}", "bench/peers/trio_tcp_echo.py"]),
+    ("anyio_tcp_echo", TCP, ["{python}", "bench/peers/anyio_tcp_echo.py"]),
+    ("trio_udp_echo", UDP, ["{python}", "bench/peers/trio_udp_echo.py"]),
+    # The project's own servers (written separately; skipped until they exist).
+    ("trio_socketserver", TCP,
+     ["{python}", "bench/servers/ts_tcp_echo.py", "--handler", "raw"]),
+    ("trio_socketserver_stream", TCP,
+     ["{python}", "bench/servers/ts_tcp_echo.py", "--handler", "stream"]),
+    ("trio_socketserver_udp", UDP, ["{python}", "bench/servers/ts_udp_echo.py"]),
+]
+
+# Baselines per scenario.  With several names the one with the best median
+# wins (ops/s: highest; idle: RSS is compared against trio_tcp_echo only).
+BASELINES = {
+    "persistent": ["trio_tcp_echo", "anyio_tcp_echo"],
+    "cpr": ["trio_tcp_echo", "anyio_tcp_echo"],
+    "idle": ["trio_tcp_echo"],
+    "udp": ["trio_udp_echo"],
+}
+
+# Scenario parameters.  duration/warmup in seconds.  For idle, "duration"
+# bounds each loadgen phase (connect, hold, round trip), it is not a
+# measuring window.
+FULL = {
+    "persistent": {"duration": 5, "warmup": 1, "args": ["--conns", "50", "--size", "64"]},
+    "cpr": {"duration": 5, "warmup": 1, "args": ["--concurrency", "16", "--size", "64"]},
+    "udp": {"duration": 5, "warmup": 1, "args": ["--inflight", "32", "--size", "64"]},
+    "idle": {"duration": 30, "warmup": 0, "conns": 10000, "args": ["--size", "64"]},
+}
+QUICK = {
+    "persistent": {**FULL["persistent"], "duration": 2, "warmup": 0.5},
+    "cpr": {**FULL["cpr"], "duration": 2, "warmup": 0.5},
+    "udp": {**FULL["udp"], "duration": 2, "warmup": 0.5},
+    "idle": {**FULL["idle"], "duration": 15, "conns": 2000},
+}
+
+SERVER_CORE = 0
+LOADGEN_CORE = 1
+READY_TIMEOUT = 30.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------- utilities
+
+
+def raise_nofile() -> None:
+    """preexec_fn: soft RLIMIT_NOFILE := hard, so 10000 connections fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def read_first(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """utime+stime of a process from /proc/PID/stat, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # fields after the ")" that closes comm; utime/stime are fields 14/15
+    rest = data[data.rindex(")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def proc_nfds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def core_times() -> dict[int, tuple[int, int]]:
+    """{core: (busy_ticks, total_ticks)} from /proc/stat; busy includes
+    irq/softirq (loopback TCP processing is accounted there)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                parts = line.split()
+                vals = [int(x) for x in parts[1:]]
+                idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle+iowait
+                # guest time is already included in user
+                total = sum(vals[:8])
+                out[int(parts[0][3:])] = (total - idle, total)
+    return out
+
+
+def core_busy_pct(a: dict, b: dict, core: int) -> float | None:
+    if core not in a or core not in b:
+        return None
+    busy = b[core][0] - a[core][0]
+    total = b[core][1] - a[core][1]
+    return 100.0 * busy / total if total > 0 else None
+
+
+def build_loadgen() -> None:
+    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return
+    LOADGEN.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["gcc", "-O2", "-o", str(LOADGEN), str(LOADGEN_SRC)]
+    log("building loadgen: " + " ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec=".0f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+# ---------------------------------------------------------- one server run
+
+
+class Server:
+    """A server started as `taskset -c 0 CMD --port 0 --host HOST`."""
+
+    def __init__(self, name: str, cmd: list[str], host: str, logpath: Path):
+        self.name = name
+        self.cmd = ["taskset", "-c", str(SERVER_CORE), *cmd, "--port", "0", "--host", host]
+        self.logpath = logpath
+        self.logf = open(logpath, "w")
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=self.logf,
+            stdin=subprocess.DEVNULL, preexec_fn=raise_nofile,
+        )
+        self.pid = self.proc.pid
+        self.port = self._wait_ready()
+        # anything the server prints later is drained so it can never block
+        self._drain = threading.Thread(target=self._drain_stdout, daemon=True)
+        self._drain.start()
+        self._verify_process()
+
+    def _wait_ready(self) -> int:
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + READY_TIMEOUT
+        buf = b""
+        try:
+            while b"\n" not in buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    raise RuntimeError(f"{self.name}: no READY line within {READY_TIMEOUT} s")
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    raise RuntimeError(
+                        f"{self.name}: exited before READY (rc={self.proc.wait()}); "
+                        f"see {self.logpath}\n{self.log_tail()}")
+                buf += chunk
+        finally:
+            sel.close()
+        line = buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+        parts = line.split()
+        if len(parts) != 2 or parts[0] != "READY" or not parts[1].isdigit():
+            raise RuntimeError(f"{self.name}: expected 'READY <port>', got {line!r}")
+        return int(parts[1])
+
+    def _drain_stdout(self) -> None:
+        try:
+            while os.read(self.proc.stdout.fileno(), 65536):
+                pass
+        except OSError:
+            pass
+
+    def _verify_process(self) -> None:
+        """taskset must have exec'ed the server: the PID has to be the
+        interpreter itself, pinned to SERVER_CORE, or CPU/RSS readings
+        would be taskset's."""
+        comm = read_first(f"/proc/{self.pid}/comm")
+        self.comm = comm
+        try:
+            self.exe = os.readlink(f"/proc/{self.pid}/exe")
+        except OSError:
+            self.exe = "?"
+        aff = os.sched_getaffinity(self.pid)
+        if comm == "taskset" or "taskset" in self.exe:
+            raise RuntimeError(f"{self.name}: PID {self.pid} is taskset, not the server")
+        if aff != {SERVER_CORE}:
+            raise RuntimeError(f"{self.name}: affinity {aff}, expected {{{SERVER_CORE}}}")
+        try:
+            children = read_first(f"/proc/{self.pid}/task/{self.pid}/children")
+        except OSError:
+            children = ""
+        if children and children != "?":
+            log(f"  ! {self.name}: server PID {self.pid} has child processes ({children});"
+                " their CPU/RSS is not counted")
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            self.logf.flush()
+            lines = self.logpath.read_text(errors="replace").splitlines()
+            return "\n".join("    | " + x for x in lines[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log(f"  ! {self.name}: did not exit 10 s after SIGTERM, killing")
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        return self.proc.returncode
+
+
+def run_loadgen(mode: str, host: str, port: int, params: dict, server: Server,
+                hold_file: Path | None) -> dict:
+    """Run the load generator pinned to LOADGEN_CORE; returns its JSON plus
+    CPU accounting for it and for the server over the same window."""
+    cmd = ["taskset", "-c", str(LOADGEN_CORE), str(LOADGEN), mode,
+           "--host", host, "--port", str(port),
+           "--duration", str(params["duration"]), "--warmup", str(params["warmup"]),
+           *params["args"]]
+    if mode == "idle":
+        cmd += ["--conns", str(params["conns"])]
+        if hold_file is not None:
+            cmd += ["--hold-file", str(hold_file)]
+    extra: dict = {}
+    srv_fds0 = proc_nfds(server.pid)
+    extra["server_rss_before_kb"] = proc_status_kb(server.pid, "VmRSS")
+
+    s0 = proc_cpu_seconds(server.pid)
+    c0 = core_times()
+    t0 = time.monotonic()
+    lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, preexec_fn=raise_nofile)
+    out_chunks: list[bytes] = []
+    err_lines: list[str] = []
+    hold_seen = threading.Event()
+
+    def read_stdout():
+        for chunk in iter(lambda: lg.stdout.read(65536), b""):
+            out_chunks.append(chunk)
+
+    def read_stderr():
+        # "HOLD <n>" is the loadgen's event that all idle connections are up
+        # and the hold file exists -- no polling for the file needed.
+        for raw in lg.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            err_lines.append(line)
+            if line.startswith("HOLD "):
+                hold_seen.set()
+
+    readers = [threading.Thread(target=read_stdout, daemon=True),
+               threading.Thread(target=read_stderr, daemon=True)]
+    for r in readers:
+        r.start()
+
+    if mode == "idle" and hold_file is not None:
+        # Wait for the event (bounded: connect phase <= duration).
+        while not hold_seen.wait(0.5):
+            if lg.poll() is not None:
+                break
+            if time.monotonic() - t0 > params["duration"] + 10:
+                break
+        if hold_seen.is_set():
+            connected = 0
+            for line in err_lines:
+                if line.startswith("HOLD "):
+                    connected = int(line.split()[1])
+            # The client sees "connected" when the handshake completes, i.e.
+            # when the connection sits in the server's accept queue -- the
+            # server may still be accepting the last ones.  Wait until the
+            # server process really holds them (its fd count), bounded, so
+            # the RSS sample reflects all connections being idle-open.
+            t_wait = time.monotonic()
+            fds = proc_nfds(server.pid)
+            while fds < srv_fds0 + connected and time.monotonic() - t_wait < 10:
+                time.sleep(0.02)
+                fds = proc_nfds(server.pid)
+            extra["server_fds_at_hold"] = fds - srv_fds0
+            extra["server_accept_lag_s"] = round(time.monotonic() - t_wait, 3)
+            extra["server_rss_hold_kb"] = proc_status_kb(server.pid, "VmRSS")
+            extra["server_hwm_hold_kb"] = proc_status_kb(server.pid, "VmHWM")
+        try:
+            hold_file.unlink()
+        except FileNotFoundError:
+            pass
+
+    _, status, ru = os.wait4(lg.pid, 0)
+    t1 = time.monotonic()
+    lg.returncode = os.waitstatus_to_exitcode(status)  # keep Popen consistent
+    s1 = proc_cpu_seconds(server.pid)
+    c1 = core_times()
+    for r in readers:
+        r.join(timeout=5)
+    wall = t1 - t0
+    extra["server_hwm_kb"] = proc_status_kb(server.pid, "VmHWM")
+    extra["server_rss_end_kb"] = proc_status_kb(server.pid, "VmRSS")
+
+    out = b"".join(out_chunks).decode(errors="replace").strip().splitlines()
+    if lg.returncode != 0 or not out:
+        raise RuntimeError(f"loadgen failed rc={lg.returncode}: {' '.join(cmd)}\n"
+                           + "\n".join(err_lines[-10:]))
+    res = json.loads(out[-1])
+    res.update(extra)
+    res["wall"] = wall
+    res["loadgen_cpu_pct"] = 100.0 * (ru.ru_utime + ru.ru_stime) / wall
+    res["server_cpu_pct"] = (100.0 * (s1 - s0) / wall) if (s0 is not None and s1 is not None) else None
+    res["core_busy_pct"] = {str(SERVER_CORE): core_busy_pct(c0, c1, SERVER_CORE),
+                            str(LOADGEN_CORE): core_busy_pct(c0, c1, LOADGEN_CORE)}
+    res["loadgen_stderr"] = [x for x in err_lines if x][-5:]
+    res["loadgen_cmd"] = cmd
+    return res
+
+
+def run_one(name: str, cmd: list[str], scenario: str, params: dict, host: str,
+            rnd: int) -> dict:
+    logdir = RESULTS / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    srv = Server(name, cmd, host, logdir / f"{scenario}-{name}-r{rnd}.log")
+    hold = None
+    if scenario == "idle":
+        hold = RESULTS / f".hold-{os.getpid()}"
+        if hold.exists():
+            hold.unlink()
+    try:
+        res = run_loadgen(scenario, host, srv.port, params, srv, hold)
+    finally:
+        alive_before_stop = srv.proc.poll() is None
+        rc = srv.stop()
+    res["server_pid_comm"] = srv.comm
+    res["server_exit"] = rc
+    res["server_alive_at_end"] = alive_before_stop
+    if not alive_before_stop:
+        log(f"  ! {name}: server died during the run (rc={rc}); log {srv.logpath}\n{srv.log_tail()}")
+    elif rc not in (0, -signal.SIGTERM):
+        log(f"  ! {name}: server exited with {rc} after SIGTERM; log {srv.logpath}\n{srv.log_tail()}")
+    return res
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], dict]:
+    lines: list[str] = []
+    summary: dict = {}
+    for name, rs in runs.items():
+        ops = [r["ops_per_sec"] for r in rs]
+        s = {
+            "runs": len(rs),
+            "median_ops_per_sec": median(ops),
+            "min_ops_per_sec": min(ops) if ops else None,
+            "max_ops_per_sec": max(ops) if ops else None,
+            "errors": sum(r["errors"] for r in rs),
+            "median_server_cpu_pct": median([r["server_cpu_pct"] for r in rs]),
+            "median_loadgen_cpu_pct": median([r["loadgen_cpu_pct"] for r in rs]),
+            "max_loadgen_cpu_pct": max((r["loadgen_cpu_pct"] for r in rs), default=None),
+            "median_core_busy_pct": {
+                c: median([r["core_busy_pct"][c] for r in rs])
+                for c in (str(SERVER_CORE), str(LOADGEN_CORE))},
+        }
+        if scenario == "idle":
+            s.update({
+                "conns": rs[0].get("conns"),
+                "min_connected": min(r["connected"] for r in rs),
+                "min_succeeded": min(r["succeeded"] for r in rs),
+                "max_failed": max(r["failed"] for r in rs),
+                "median_rss_before_kb": median([r.get("server_rss_before_kb") for r in rs]),
+                "median_rss_hold_kb": median([r.get("server_rss_hold_kb") for r in rs]),
+                "median_hwm_kb": median([r.get("server_hwm_kb") for r in rs]),
+                "median_connect_seconds": median([r.get("connect_seconds") for r in rs]),
+            })
+            if s["median_rss_hold_kb"] and s["median_rss_before_kb"] and s["conns"]:
+                s["kb_per_conn"] = ((s["median_rss_hold_kb"] - s["median_rss_before_kb"])
+                                    / s["conns"])
+        if scenario == "udp":
+            s["losses"] = sum(r.get("losses", 0) for r in rs)
+        summary[name] = s
+
+    # table
+    if scenario == "idle":
+        hdr = (f"  {'contender':<26} {'ok/conns':>12} {'RSS before':>11} {'RSS held':>10} "
+               f"{'peak(HWM)':>10} {'KB/conn':>8} {'connect s':>9} {'rt ops/s':>9} "
+               f"{'srv cpu':>7} {'lg cpu':>6}")
+        lines.append(hdr)
+        for name, s in summary.items():
+            lines.append(
+                f"  {name:<26} {str(s['min_succeeded']) + '/' + str(s['conns']):>12} "
+                f"{fmt(s['median_rss_before_kb'] and s['median_rss_before_kb'] / 1024, '.1f')+' MB':>11} "
+                f"{fmt(s['median_rss_hold_kb'] and s['median_rss_hold_kb'] / 1024, '.1f')+' MB':>10} "
+                f"{fmt(s['median_hwm_kb'] and s['median_hwm_kb'] / 1024, '.1f')+' MB':>10} "
+                f"{fmt(s.get('kb_per_conn'), '.2f'):>8} "
+                f"{fmt(s['median_connect_seconds'], '.2f'):>9} "
+                f"{fmt(s['median_ops_per_sec']):>9} "
+                f"{fmt(s['median_server_cpu_pct'], '.0f')+'%':>7} "
+                f"{fmt(s['median_loadgen_cpu_pct'], '.0f')+'%':>6}")
+    else:
+        hdr = (f"  {'contender':<26} {'median ops/s':>12} {'min..max':>19} {'errors':>7} "
+               f"{'srv cpu':>8} {'lg cpu':>7} {'core0':>6} {'core1':>6}")
+        lines.append(hdr)
+        for name, s in summary.items():
+            cb = s["median_core_busy_pct"]
+            lines.append(
+                f"  {name:<26} {fmt(s['median_ops_per_sec']):>12} "
+                f"{fmt(s['min_ops_per_sec']) + '..' + fmt(s['max_ops_per_sec']):>19} "
+                f"{s['errors']:>7} "
+                f"{fmt(s['median_server_cpu_pct'], '.0f')+'%':>8} "
+                f"{fmt(s['median_loadgen_cpu_pct'], '.0f')+'%':>7} "
+                f"{fmt(cb[str(SERVER_CORE)], '.0f')+'%':>6} "
+                f"{fmt(cb[str(LOADGEN_CORE)], '.0f')+'%':>6}")
+
+    # ratios vs baseline
+    bnames = [b for b in BASELINES.get(scenario, []) if b in summary]
+    ratios: dict = {}
+    if bnames:
+        if scenario == "idle":
+            base = bnames[0]
+            bval = summary[base].get("median_rss_hold_kb")
+            label = base
+            for name, s in summary.items():
+                if name == base or not bval or not s.get("median_rss_hold_kb"):
+                    continue
+                r = s["median_rss_hold_kb"] / bval
+                ratios[name] = r
+                lines.append(f"  RSS held-open: {name} / {label} = {r:.2f}x  (lower is better)")
+        else:
+            base = max(bnames, key=lambda b: summary[b]["median_ops_per_sec"] or 0)
+            bval = summary[base]["median_ops_per_sec"]
+            label = f"max({', '.join(bnames)})" if len(bnames) > 1 else base
+            for name, s in summary.items():
+                if name == base or not bval or s["median_ops_per_sec"] is None:
+                    continue
+                r = s["median_ops_per_sec"] / bval
+                ratios[name] = r
+                lines.append(f"  {name} / {label} = {r:.2f}x   [{label} = {base}]")
+    # loadgen-not-the-bottleneck check
+    if scenario != "idle" and summary:
+        worst_lg = max((s["max_loadgen_cpu_pct"] or 0) for s in summary.values())
+        worst_core1 = max((s["median_core_busy_pct"][str(LOADGEN_CORE)] or 0)
+                          for s in summary.values())
+        min_srv = min((s["median_server_cpu_pct"] or 0) for s in summary.values())
+        verdict = "OK" if worst_lg < 80 and worst_core1 < 90 else "WARNING: load generator may be a bottleneck"
+        lines.append(f"  bottleneck check: loadgen process <= {worst_lg:.0f}% of core {LOADGEN_CORE} "
+                     f"(core {LOADGEN_CORE} busy incl. softirq <= {worst_core1:.0f}%), "
+                     f"servers >= {min_srv:.0f}% of core {SERVER_CORE} -> {verdict}")
+        if min_srv < 85:
+            lines.append("  note: a server below ~85% CPU is not saturated; look at errors/losses")
+    return lines, {"contenders": summary, "ratios": ratios}
+
+
+# --------------------------------------------------------------------- main
+
+
+def parse_contender(spec: str, table: list) -> None:
+    """NAME=CMD or NAME:scen,scen=CMD -- replaces or adds a contender."""
+    if "=" not in spec:
+        raise SystemExit(f"--contender expects NAME=CMD, got {spec!r}")
+    name, cmd = spec.split("=", 1)
+    scen = None
+    if ":" in name:
+        name, s = name.split(":", 1)
+        scen = tuple(x for x in s.split(",") if x)
+        bad = set(scen) - set(ALL_SCENARIOS)
+        if bad:
+            raise SystemExit(f"unknown scenarios {bad} in --contender {spec!r}")
+    argv = shlex.split(cmd)
+    for i, (n, sc, _) in enumerate(table):
+        if n == name:
+            table[i] = (name, scen or sc, argv)
+            return
+    table.append((name, scen or TCP, argv))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 rounds, short runs (< 2 min)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 2)")
+    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
+    ap.add_argument("--contender", action="append", default=[], metavar="NAME[:SCEN,..]=CMD",
+                    help="add a contender or replace a named one's command")
+    ap.add_argument("--only", default=None, help="comma-separated contender names to run")
+    ap.add_argument("--host", default="127.0.0.1", help="127.0.0.1 or ::1")
+    ap.add_argument("--python", default=None,
+                    help="interpreter for {python} in commands (default: repo .venv)")
+    ap.add_argument("--idle-conns", type=int, default=None)
+    ap.add_argument("--duration", type=float, default=None,
+                    help="override measured seconds for persistent/cpr/udp")
+    ap.add_argument("--out", default=str(RESULTS / "latest.json"))
+    args = ap.parse_args()
+
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        raise SystemExit("loopback only: --host must be 127.0.0.1 or ::1")
+    host = "127.0.0.1" if args.host == "localhost" else args.host
+    if os.cpu_count() is None or os.cpu_count() < 2:
+        raise SystemExit("need at least 2 cores (server on core 0, loadgen on core 1)")
+
+    python = args.python
+    if python is None:
+        venv = REPO / ".venv" / "bin" / "python"
+        python = str(venv) if venv.exists() else sys.executable
+    rounds = args.rounds or (2 if args.quick else 5)
+    params = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
+    if args.duration:
+        for k in ("persistent", "cpr", "udp"):
+            params[k]["duration"] = args.duration
+    if args.idle_conns:
+        params["idle"]["conns"] = args.idle_conns
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    for s in scenarios:
+        if s not in ALL_SCENARIOS:
+            raise SystemExit(f"unknown scenario {s!r}")
+
+    # file descriptors: servers and loadgen get soft := hard (preexec_fn)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = params["idle"]["conns"] + 64
+    if "idle" in scenarios and hard < need:
+        new = max(100, hard - 64)
+        log(f"! RLIMIT_NOFILE hard limit {hard} < {need}: idle reduced to {new} conns")
+        params["idle"]["conns"] = new
+
+    table = list(CONTENDERS)
+    for spec in args.contender:
+        parse_contender(spec, table)
+    only = set(args.only.split(",")) if args.only else None
+
+    build_loadgen()
+
+    sysinfo = {
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "somaxconn": read_first("/proc/sys/net/core/somaxconn"),
+        "tcp_max_syn_backlog": read_first("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
+        "ip_local_port_range": read_first("/proc/sys/net/ipv4/ip_local_port_range").split(),
+        "tcp_tw_reuse": read_first("/proc/sys/net/ipv4/tcp_tw_reuse"),
+        "nofile": [soft, hard],
+        "server_python": python,
+        "harness_python": sys.version.split()[0],
+    }
+    log(f"host {host}; server core {SERVER_CORE}, loadgen core {LOADGEN_CORE}; "
+        f"somaxconn={sysinfo['somaxconn']} tcp_tw_reuse={sysinfo['tcp_tw_reuse']} "
+        f"ports={'-'.join(sysinfo['ip_local_port_range'])} nofile={soft}/{hard}; "
+        f"{'quick' if args.quick else 'full'}, {rounds} rounds")
+
+    # resolve contenders per scenario; skip missing scripts with a notice
+    active: dict[str, list[tuple[str, list[str]]]] = {}
+    notices = set()
+    for scen in scenarios:
+        lst = []
+        for name, scs, cmd in table:
+            if scen not in scs or (only and name not in only):
+                continue
+            argv = [python if a == "{python}" else a for a in cmd]
+            missing = [a for a in argv if a.endswith(".py") and not (REPO / a).exists()]
+            if missing:
+                notices.add(f"skip {name}: {missing[0]} does not exist (yet)")
+                continue
+            lst.append((name, argv))
+        active[scen] = lst
+    for n in sorted(notices):
+        log("  notice: " + n)
+
+    t_start = time.monotonic()
+    report: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sysinfo": sysinfo,
+                    "quick": args.quick, "rounds": rounds, "params": params,
+                    "host": host, "scenarios": {}}
+    all_lines: list[str] = []
+    for scen in scenarios:
+        cont = active[scen]
+        if not cont:
+            log(f"\n== {scen}: no contenders")
+            continue
+        p = params[scen]
+        desc = (f"{p['conns']} conns" if scen == "idle"
+                else f"{p['duration']} s + {p['warmup']} s warmup")
+        log(f"\n== {scen} ({' '.join(p['args'])}; {desc}) ==")
+        runs: dict[str, list[dict]] = {name: [] for name, _ in cont}
+        for rnd in range(rounds):
+            k = rnd % len(cont)
+            order = cont[k:] + cont[:k]  # rotate the order every round
+            for name, argv in order:
+                try:
+                    res = run_one(name, argv, scen, p, host, rnd + 1)
+                except Exception as exc:  # noqa: BLE001 -- report and go on
+                    log(f"  r{rnd + 1} {name:<26} FAILED: {exc}")
+                    continue
+                res["round"] = rnd + 1
+                runs[name].append(res)
+                if scen == "idle":
+                    log(f"  r{rnd + 1} {name:<26} {res['succeeded']}/{res['conns']} ok, "
+                        f"held RSS {fmt(res.get('server_rss_hold_kb') and res['server_rss_hold_kb'] / 1024, '.1f')} MB, "
+                        f"peak {fmt(res.get('server_hwm_kb') and res['server_hwm_kb'] / 1024, '.1f')} MB, "
+                        f"connect {res['connect_seconds']:.2f} s, errors {res['errors']}")
+                else:
+                    log(f"  r{rnd + 1} {name:<26} {res['ops_per_sec']:>10.0f} ops/s  "
+                        f"errors {res['errors']:<4} srv cpu {fmt(res['server_cpu_pct'])}%  "
+                        f"loadgen cpu {fmt(res['loadgen_cpu_pct'])}%")
+        runs = {k: v for k, v in runs.items() if v}
+        lines, summ = summarize(scen, runs)
+        log(f"-- {scen} summary (median of {rounds} rounds) --")
+        for line in lines:
+            log(line)
+        all_lines += [f"[{scen}]", *lines]
+        report["scenarios"][scen] = {"runs": runs, **summ}
+
+    report["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    log(f"\nwrote {out} ({report['elapsed_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

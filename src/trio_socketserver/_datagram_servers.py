@@ -1,0 +1,114 @@
+"""UDPServer and UnixDatagramServer: one datagram per request.
+
+``request`` is ``(data, socket)`` as in the stdlib, where ``socket`` is the
+server's :mod:`trio.socket` object: reply with
+``await socket.sendto(reply, client_address)``.
+
+Oversized datagrams: the stdlib reads ``max_packet_size`` bytes and silently
+serves the truncated start of a larger datagram as if it were whole. Here
+``get_request`` reads one byte more than ``max_packet_size``; a datagram that
+fills it was truncated, so it is dropped and logged instead of served, and
+counted in the server's ``truncated_datagrams`` attribute.
+"""
+
+from __future__ import annotations
+
+import socket as _socket
+from typing import Any, ClassVar
+
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
+
+from ._addresses import (
+    IPAddress,
+    UnixAddress,
+    UnixClientAddress,
+    check_ip_address,
+    check_unix_address,
+    family_for_ip_address,
+)
+from ._connection_stream import FAIRNESS_INTERVAL
+from ._handlers import BaseRequestHandler, DatagramRequest
+from ._log import SERVER_LOGGER
+from ._socket_server import SocketServer
+from ._typevars import AddressT
+
+__all__ = [
+    "DatagramServer",
+    "UDPRequestHandler",
+    "UDPServer",
+    "UnixDatagramRequestHandler",
+    "UnixDatagramServer",
+]
+
+
+class DatagramServer(SocketServer[DatagramRequest, AddressT]):
+    """A datagram server: each datagram is a request, handled by a handler."""
+
+    socket_type: int = _socket.SOCK_DGRAM
+    #: Largest datagram served; larger ones are dropped and logged.
+    max_packet_size: int = 8192
+    _transport_kind: ClassVar[str | None] = "datagram"
+    _recv_budget: int = FAIRNESS_INTERVAL
+    truncated_datagrams: int = 0
+
+    async def get_request(self) -> tuple[DatagramRequest, AddressT]:
+        """Receive the next datagram (waiting if none is queued)."""
+        await checkpoint_if_cancelled()
+        self._recv_budget -= 1
+        if self._recv_budget <= 0:
+            self._recv_budget = FAIRNESS_INTERVAL
+            await cancel_shielded_checkpoint()
+        sock = self._sock
+        limit = self.max_packet_size
+        while True:
+            try:
+                data, address = sock.recvfrom(limit + 1)
+            except BlockingIOError:
+                self._recv_budget = FAIRNESS_INTERVAL
+                await wait_readable(sock)
+                continue
+            if len(data) <= limit:
+                return (data, self.socket), address
+            self.truncated_datagrams += 1
+            SERVER_LOGGER.warning(
+                "%s: dropped a datagram from %r larger than max_packet_size (%d bytes)",
+                type(self).__name__,
+                address,
+                limit,
+            )
+
+
+class UDPServer(DatagramServer[IPAddress]):
+    """A UDP server, one datagram at a time: ``UDPServer((host, port), Handler)``."""
+
+    address_family: int = _socket.AF_INET
+
+    def _check_address(self, server_address: Any) -> IPAddress:
+        return check_ip_address(server_address, type(self).__name__)
+
+    def _family_for(self, server_address: IPAddress) -> int:
+        return family_for_ip_address(server_address, type(self).address_family)
+
+    server_address: IPAddress
+
+
+class UnixDatagramServer(DatagramServer[UnixClientAddress]):
+    """A Unix datagram socket server: ``UnixDatagramServer(path, Handler)``.
+
+    ``client_address`` is ``None`` for a client that never bound its socket
+    (such a client cannot be replied to)."""
+
+    address_family: int = _socket.AF_UNIX
+
+    def _check_address(self, server_address: Any) -> UnixAddress:
+        return check_unix_address(server_address, type(self).__name__)
+
+    server_address: UnixAddress
+
+
+#: Base for handlers of UDP servers: ``request`` is ``(bytes, trio socket)``.
+UDPRequestHandler = BaseRequestHandler[DatagramRequest, IPAddress, UDPServer]
+#: Base for handlers of Unix datagram servers.
+UnixDatagramRequestHandler = BaseRequestHandler[
+    DatagramRequest, UnixClientAddress, UnixDatagramServer
+]

@@ -1,0 +1,148 @@
+"""serve(): one coroutine from an address and a handler to a running server.
+
+``trio.run(serve, ("127.0.0.1", 8000), Handler)`` is the whole program:
+it picks the server class, binds, logs where it listens, serves with a
+handler task per request, and turns SIGINT/SIGTERM into a graceful shutdown
+(the first signal starts it with the grace period; a second one cancels the
+remaining handlers at once). It also follows the ``task_status`` protocol:
+``server = await nursery.start(serve, address, Handler)``.
+
+Choosing the server class:
+
+============================  ==========================  ==============================
+address                       handler                      server
+============================  ==========================  ==============================
+``(host, port)``              stream or base handler      :class:`ConcurrentTCPServer`
+``(host, port)``              ``DatagramRequestHandler``  :class:`ConcurrentUDPServer`
+path (``str``/``PathLike``)   stream or base handler      :class:`ConcurrentUnixStreamServer`
+path                          ``DatagramRequestHandler``  :class:`ConcurrentUnixDatagramServer`
+============================  ==========================  ==============================
+
+Pass ``server_class=`` to choose another (e.g. ``ConcurrentUDPServer`` for a
+``BaseRequestHandler`` that reads datagrams).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+from typing import Any
+
+import trio
+
+from ._concurrency import (
+    ConcurrentTCPServer,
+    ConcurrentUDPServer,
+    ConcurrentUnixDatagramServer,
+    ConcurrentUnixStreamServer,
+)
+from ._log import SERVE_LOGGER
+from ._server import _DEFAULT, BaseServer, _check_grace_period, _Default
+from ._socket_server import SocketServer
+
+__all__ = ["describe_address", "pick_server_class", "serve"]
+
+
+def pick_server_class(address: object, handler_class: object) -> type[SocketServer[Any, Any]]:
+    """The server class :func:`serve` uses for ``address`` and ``handler_class``."""
+    kind = getattr(handler_class, "transport_kind", None)
+    if isinstance(address, tuple):
+        return ConcurrentUDPServer if kind == "datagram" else ConcurrentTCPServer
+    if isinstance(address, (str, bytes, os.PathLike)):
+        if kind == "datagram":
+            return ConcurrentUnixDatagramServer
+        return ConcurrentUnixStreamServer
+    raise TypeError(f"serve() needs a (host, port) tuple or a Unix socket path, not {address!r}")
+
+
+def describe_address(server: BaseServer[Any, Any]) -> str:
+    """``tcp://127.0.0.1:8000``, ``udp://[::1]:53``, ``unix:/run/x.sock``..."""
+    address = server.server_address
+    datagram = getattr(server, "socket_type", None) == __import__("socket").SOCK_DGRAM
+    if isinstance(address, tuple):
+        host = address[0]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'udp' if datagram else 'tcp'}://{host}:{address[1]}"
+    text = os.fsdecode(address) if isinstance(address, (str, bytes)) else str(address)
+    return f"{'unixgram' if datagram else 'unix'}:{text}"
+
+
+async def serve(
+    address: Any,
+    RequestHandlerClass: Any,
+    *,
+    server_class: type[SocketServer[Any, Any]] | None = None,
+    max_concurrent_requests: int | None = None,
+    grace_period: float | _Default | None = _DEFAULT,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[SocketServer[Any, Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``RequestHandlerClass`` on ``address`` until shut down.
+
+    Args:
+      address: ``(host, port)`` or a Unix socket path.
+      RequestHandlerClass: an async handler class.
+      server_class: the server class; by default chosen from the address and
+        the handler (see the module docs).
+      max_concurrent_requests: cap on concurrent handlers (``None``: no cap).
+      grace_period: seconds handlers get to finish after the first signal or
+        ``shutdown()``; default: the server class's ``grace_period``.
+      handle_signals: turn SIGINT/SIGTERM into graceful shutdown (only
+        possible in the main thread; ignored elsewhere).
+
+    Returns when the server has shut down (by signal, by
+    ``server.shutdown()``, or by cancellation) and its socket is closed.
+    """
+    if grace_period is not _DEFAULT:
+        _check_grace_period(grace_period)
+    cls = (
+        server_class
+        if server_class is not None
+        else pick_server_class(address, RequestHandlerClass)
+    )
+    server = cls(address, RequestHandlerClass)
+    with server:
+        if max_concurrent_requests is not None:
+            server.max_concurrent_requests = max_concurrent_requests  # type: ignore[attr-defined]
+        if not isinstance(grace_period, _Default):
+            server.grace_period = grace_period
+        SERVE_LOGGER.info(
+            "serving %s on %s",
+            getattr(RequestHandlerClass, "__qualname__", RequestHandlerClass),
+            describe_address(server),
+        )
+        async with trio.open_nursery() as nursery:
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                signal_scope = trio.CancelScope()
+                nursery.start_soon(_shutdown_on_signals, server, signal_scope)
+            else:
+                signal_scope = None
+            await nursery.start(server.serve_forever)
+            task_status.started(server)
+            await server._stopped.wait()
+            if signal_scope is not None:
+                signal_scope.cancel()
+        SERVE_LOGGER.info("stopped serving on %s", describe_address(server))
+
+
+async def _shutdown_on_signals(server: BaseServer[Any, Any], scope: trio.CancelScope) -> None:
+    with scope, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        count = 0
+        async for signum in signals:
+            count += 1
+            name = signal.Signals(signum).name
+            if count == 1:
+                grace = server.grace_period
+                SERVE_LOGGER.warning(
+                    "%s received: shutting down (in-flight requests get %s); "
+                    "send it again to stop at once",
+                    name,
+                    "unlimited time" if grace is None or math.isinf(grace) else f"{grace:g} s",
+                )
+                server._begin_shutdown(_DEFAULT)
+            else:
+                SERVE_LOGGER.warning("%s received again: cancelling in-flight requests", name)
+                server._begin_shutdown(0)

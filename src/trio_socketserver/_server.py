@@ -1,0 +1,603 @@
+"""BaseServer: socketserver's server contract, run by trio.
+
+Theory of operation
+-------------------
+``serve_forever`` owns everything a server runs, in one nursery::
+
+    serve_forever
+    └── handlers scope (CancelScope; phase 3 cancels it)
+        └── nursery
+            ├── accept loop        (this task: get_request → verify → process)
+            │   └── accept scope   (around get_request only; phase 1 cancels it)
+            ├── service_actions    (every poll_interval, until the loop ends)
+            └── handler tasks      (concurrent servers only)
+
+Shutdown has three phases, all started by one call (``shutdown()``, a signal
+via :func:`serve`, or ``server_close()``):
+
+1. **Stop accepting.** The accept scope is cancelled at once (no polling):
+   no new request is taken. Connections still in the kernel backlog are not
+   ours; they are refused when the listening socket closes.
+2. **Grace.** Requests in progress keep running. They can see that shutdown
+   began (:attr:`BaseServer.shutting_down`, :meth:`wait_shutting_down`) and
+   wind down. The handlers scope gets a deadline ``grace_period`` seconds
+   away; ``None`` waits for them however long they take.
+3. **Cancel.** At the deadline the handlers scope is cancelled: every handler
+   gets :exc:`trio.Cancelled` at its next checkpoint, its ``finish()`` runs,
+   its connection is closed. ``daemon_requests = True`` (or
+   ``grace_period=0``) goes straight to this phase.
+
+``serve_forever`` returns when the nursery is empty; ``shutdown()`` returns
+then too. Cancelling ``serve_forever`` from outside is phase 3 at once.
+
+Rules
+-----
+Rule 1: every accepted request is either handed to a handler or closed:
+    ``verify_request`` false, ``process_request`` raising, or cancellation
+    all end in ``shutdown_request``.
+Rule 2: a handler's ``Exception`` goes to ``handle_error`` and the server
+    keeps serving. If ``handle_error`` itself raises, that is logged and the
+    server still keeps serving. ``BaseException`` (``KeyboardInterrupt``,
+    ``SystemExit``) propagates out of ``serve_forever`` as itself.
+Rule 3: ``shutdown()`` never deadlocks. Called where waiting for
+    ``serve_forever`` to return could never finish (from a handler or
+    ``service_actions`` of this server), it starts the shutdown and returns.
+Rule 4: accept errors never crash the server or spin: resource exhaustion
+    (``EMFILE``...) is logged and retried with exponential back-off.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import errno
+import inspect
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NoReturn
+
+import attrs
+import trio
+
+from ._handlers import BaseRequestHandler
+from ._log import SERVER_LOGGER
+from ._typevars import AddressT, RequestT
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from ._protocols import HandlerFactory
+
+__all__ = ["BaseServer", "ServerStatistics"]
+
+# Servers whose serve_forever() is an ancestor of the current task (handlers,
+# service_actions). shutdown() uses it to honour Rule 3.
+_serving_here: contextvars.ContextVar[tuple[BaseServer[Any, Any], ...]] = contextvars.ContextVar(
+    "trio_socketserver_serving_here", default=()
+)
+
+# accept() errnos that mean "out of a resource right now": back off and retry
+# (Rule 4). See trio's _highlevel_socket.py for the survey of other servers.
+_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# accept() errnos about one connection that died before we took it: skip it.
+_TRANSIENT_ERRNOS: Final = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "EPERM",
+        "ECONNRESET",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "EHOSTDOWN",
+        "ENONET",
+        "ENOPROTOOPT",
+        "EOPNOTSUPP",
+    )
+    if hasattr(errno, name)
+)
+_BACKOFF_START: Final = 0.01
+_BACKOFF_MAX: Final = 1.0
+
+
+class _Default:
+    """Sentinel type: "use the server's attribute"."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+_DEFAULT: Final = _Default()
+
+
+@attrs.frozen
+class ServerStatistics:
+    """A snapshot from :meth:`BaseServer.statistics`."""
+
+    #: ``serve_forever`` is running.
+    serving: bool
+    #: Shutdown has begun and ``serve_forever`` has not returned yet.
+    shutting_down: bool
+    #: Requests being handled right now.
+    active_requests: int
+    #: Requests taken (accepted connections or received datagrams) so far.
+    requests_received: int
+    #: Handler errors routed to ``handle_error`` so far.
+    errors: int
+    #: Accept errors so far (each was logged; see Rule 4).
+    accept_errors: int
+
+
+class BaseServer(Generic[RequestT, AddressT]):
+    """The base of every server: the socketserver contract on trio.
+
+    Generic in the request type ``RequestT`` (what ``get_request`` returns and
+    the handler gets) and the client address type ``AddressT``.
+
+    Methods for the caller (all ``async`` ones must run inside trio)::
+
+        async serve_forever(poll_interval=0.5, *, task_status)
+        async handle_request()
+        async shutdown(*, grace_period=DEFAULT)
+        server_close()
+        fileno()
+        statistics()
+        async with server: / with server:
+
+    Methods that may be overridden, in the stdlib's call order::
+
+        server_bind()                        sync: runs in __init__
+        server_activate()                    sync: runs in __init__
+        get_request()                        async: waits for a request
+        verify_request(request, address)     async: may consult anything
+        process_request(request, address)    async: runs or spawns the handler
+        finish_request(request, address)     async: runs the handler
+        shutdown_request(request)            async: ends the request
+        close_request(request)               async: releases it
+        handle_error(request, address)       sync: called in an except block
+        handle_timeout()                     async
+        service_actions()                    async
+
+    Binding and activating are synchronous because the constructor runs them
+    (``server_address`` is known as soon as the server exists, as in the
+    stdlib); everything that waits on the network, or runs user code that
+    might, is ``async``. ``handle_error`` is synchronous so that
+    ``sys.exc_info()`` is the error being handled, exactly as in the stdlib.
+
+    Class variables: ``timeout`` (for :meth:`handle_request`),
+    ``grace_period`` and ``daemon_requests`` (shutdown, see the module
+    docstring).
+    """
+
+    #: Seconds :meth:`handle_request` waits for a request before calling
+    #: :meth:`handle_timeout`; ``None`` waits forever.
+    timeout: float | None = None
+    #: Seconds in-flight requests get to finish after shutdown starts before
+    #: they are cancelled; ``None`` waits for them however long it takes.
+    grace_period: float | None = 30.0
+    #: Cancel in-flight requests as soon as shutdown starts (the async
+    #: counterpart of ``ThreadingMixIn.daemon_threads``).
+    daemon_requests: bool = False
+
+    #: The kind of handler this server feeds (``"stream"``/``"datagram"``),
+    #: checked against ``RequestHandlerClass.transport_kind``.
+    _transport_kind: ClassVar[str | None] = None
+
+    server_address: object
+    RequestHandlerClass: HandlerFactory[RequestT, AddressT, Self]
+
+    def __init__(
+        self,
+        server_address: Any,
+        RequestHandlerClass: HandlerFactory[RequestT, AddressT, Self],
+    ) -> None:
+        self.server_address = server_address
+        self.RequestHandlerClass = self._check_handler_class(RequestHandlerClass)
+        self._shutdown_requested = False
+        self._serving = False
+        self._closed = False
+        self._stopped = trio.Event()
+        self._stopped.set()
+        self._shutting_down = trio.Event()
+        self._accept_scope: trio.CancelScope | None = None
+        self._handlers_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._active = 0
+        self._received = 0
+        self._errors = 0
+        self._accept_errors = 0
+        self._backoff = _BACKOFF_START
+
+    # -- validation ------------------------------------------------------------
+
+    def _check_handler_class(self, handler_class: Any) -> Any:
+        name = type(self).__name__
+        if not callable(handler_class):
+            raise TypeError(
+                f"{name} needs a request handler class (a BaseRequestHandler subclass), "
+                f"not {handler_class!r}"
+            )
+        if not isinstance(handler_class, type):
+            return handler_class  # a factory function: nothing more to check here
+        stdlib = sys.modules.get("socketserver")
+        if stdlib is not None and issubclass(handler_class, stdlib.BaseRequestHandler):
+            raise TypeError(
+                f"{handler_class.__qualname__} is a blocking socketserver handler; "
+                "serve it with trio_socketserver.sync, or derive it from "
+                "trio_socketserver.BaseRequestHandler with 'async def handle'"
+            )
+        if issubclass(handler_class, BaseRequestHandler):
+            for hook in ("setup", "handle", "finish"):
+                method = getattr(handler_class, hook)
+                if not _is_async(method):
+                    raise TypeError(
+                        f"{handler_class.__qualname__}.{hook} must be defined with 'async def' "
+                        "(for blocking handlers use trio_socketserver.sync)"
+                    )
+            kind = handler_class.transport_kind
+            if (
+                kind is not None
+                and self._transport_kind is not None
+                and kind != self._transport_kind
+            ):
+                fix = {
+                    "stream": "TCPServer or UnixStreamServer (or derive the handler "
+                    "from DatagramRequestHandler)",
+                    "datagram": "UDPServer or UnixDatagramServer (or derive the handler "
+                    "from StreamRequestHandler)",
+                }[kind]
+                raise TypeError(
+                    f"{handler_class.__qualname__} handles {kind} requests but {name} "
+                    f"serves {self._transport_kind} requests; serve it with {fix}"
+                )
+        return handler_class
+
+    # -- hooks with default behaviour ----------------------------------------------
+
+    def server_activate(self) -> None:
+        """Called by the constructor to activate the server. Does nothing here."""
+
+    def server_close(self) -> None:
+        """Release the server's resources. If it is serving, shutdown begins
+        (as :meth:`shutdown`, without waiting). Idempotent."""
+        self._closed = True
+        if self._serving:
+            self._begin_shutdown(_DEFAULT)
+
+    def fileno(self) -> int:
+        """The file descriptor of the socket the server waits on."""
+        raise NotImplementedError(f"{type(self).__name__} has no socket")
+
+    async def get_request(self) -> tuple[RequestT, AddressT]:
+        """Wait for and take the next request; return ``(request, address)``.
+
+        Raising :exc:`OSError` makes the server skip this attempt (logged,
+        with back-off where it signals resource exhaustion)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement get_request()")
+
+    async def verify_request(self, request: RequestT, client_address: AddressT) -> bool:
+        """Return ``False`` to refuse the request (it is then shut down)."""
+        return True
+
+    async def process_request(self, request: RequestT, client_address: AddressT) -> None:
+        """Handle the request: here, in the accept loop (one at a time)."""
+        await self.finish_request(request, client_address)
+        await self.shutdown_request(request)
+
+    async def finish_request(self: Self, request: RequestT, client_address: AddressT) -> None:
+        """Construct the handler and run it to completion."""
+        await self.RequestHandlerClass(request, client_address, self).run()
+
+    async def shutdown_request(self, request: RequestT) -> None:
+        """End the request (stream servers shut the connection down first)."""
+        await self.close_request(request)
+
+    async def close_request(self, request: RequestT) -> None:
+        """Release the request's resources. Does nothing here."""
+
+    def handle_error(self, request: RequestT, client_address: AddressT) -> None:
+        """Report the exception being handled; the server then keeps serving.
+
+        Logs the traceback to the ``trio_socketserver.server`` logger (the
+        stdlib prints it to stderr). Override to do something else."""
+        SERVER_LOGGER.error(
+            "Exception occurred during processing of request from %r",
+            client_address,
+            exc_info=True,
+        )
+
+    async def handle_timeout(self) -> None:
+        """Called when :meth:`handle_request` times out. Does nothing here."""
+
+    async def service_actions(self) -> None:
+        """Called by :meth:`serve_forever` once every ``poll_interval`` seconds.
+        Does nothing here."""
+
+    # -- the caller's API --------------------------------------------------------
+
+    @property
+    def shutting_down(self) -> bool:
+        """True from the moment shutdown begins until ``serve_forever`` returns."""
+        return self._shutting_down.is_set() and self._serving
+
+    async def wait_shutting_down(self) -> None:
+        """Wait until shutdown begins. Handlers use it to wind down in phase 2."""
+        await self._shutting_down.wait()
+
+    def statistics(self) -> ServerStatistics:
+        """A snapshot of the server's counters."""
+        return ServerStatistics(
+            serving=self._serving,
+            shutting_down=self.shutting_down,
+            active_requests=self._active,
+            requests_received=self._received,
+            errors=self._errors,
+            accept_errors=self._accept_errors,
+        )
+
+    def _check_can_serve(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"{what} called on a closed server; create a new one")
+        if self._serving:
+            raise RuntimeError(f"{what} called while serve_forever() is already running")
+        self._check_ready(what)
+
+    def _check_ready(self, what: str) -> None:
+        """Raise unless the server can take requests (overridden by socket servers)."""
+
+    async def serve_forever(
+        self,
+        poll_interval: float = 0.5,
+        *,
+        task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Handle requests until :meth:`shutdown`; then return.
+
+        Reports ``task_status.started(self)`` once serving, so
+        ``server = await nursery.start(srv.serve_forever)`` works.
+        ``poll_interval`` is how often :meth:`service_actions` runs; requests
+        are never polled for, and shutdown never waits for it. Returns after
+        the shutdown phases (module docstring) are complete. If shutdown was
+        requested before serving started, returns at once.
+        """
+        self._check_can_serve("serve_forever()")
+        interval: object = poll_interval
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            raise ValueError(f"poll_interval must be a number > 0, not {poll_interval!r}")
+        self._serving = True
+        self._stopped = trio.Event()
+        if not self._shutdown_requested:
+            self._shutting_down = trio.Event()
+        token = _serving_here.set((*_serving_here.get(), self))
+        try:
+            # The group handler sits outside the handlers scope so that trio
+            # has already absorbed the Cancelled exceptions of phase 3.
+            try:
+                with trio.CancelScope() as handlers_scope:
+                    self._handlers_scope = handlers_scope
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        actions_scope = trio.CancelScope()
+                        nursery.start_soon(self._run_service_actions, poll_interval, actions_scope)
+                        if self._shutdown_requested:
+                            self._begin_shutdown(_DEFAULT)
+                        task_status.started(self)
+                        while not self._shutdown_requested:
+                            await self._handle_one()
+                        actions_scope.cancel()
+            except BaseExceptionGroup as group:
+                _raise_single(group)
+        finally:
+            _serving_here.reset(token)
+            self._nursery = None
+            self._handlers_scope = None
+            self._accept_scope = None
+            self._serving = False
+            self._shutdown_requested = False
+            self._stopped.set()
+
+    async def handle_request(self) -> None:
+        """Handle one request, waiting at most ``timeout`` seconds for it
+        (then :meth:`handle_timeout` is called). The handler runs to completion
+        before this returns, in concurrent servers too."""
+        self._check_can_serve("handle_request()")
+        timeout = self.timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        if not await self._handle_one(deadline):
+            await self.handle_timeout()
+
+    async def shutdown(self, *, grace_period: float | _Default | None = _DEFAULT) -> None:
+        """Stop serving; return when :meth:`serve_forever` has returned.
+
+        Stops accepting at once, gives in-flight requests ``grace_period``
+        seconds (default: the ``grace_period`` attribute; ``0`` cancels them
+        at once), then cancels them. Safe to call before serving starts (the
+        next ``serve_forever`` returns at once), more than once (a later call
+        can only shorten the grace), and from inside a handler or
+        ``service_actions`` of this server (it starts the shutdown and returns
+        without waiting, since waiting there could never end).
+        """
+        if grace_period is not _DEFAULT:
+            _check_grace_period(grace_period)
+        self._begin_shutdown(grace_period)
+        if self._serving and self not in _serving_here.get():
+            await self._stopped.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def _begin_shutdown(self, grace_period: float | _Default | None) -> None:
+        self._shutdown_requested = True
+        self._shutting_down.set()
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()  # phase 1
+        scope = self._handlers_scope
+        if scope is None:
+            return
+        grace = self.grace_period if isinstance(grace_period, _Default) else grace_period
+        if self.daemon_requests or grace == 0:
+            scope.cancel()  # straight to phase 3
+        elif grace is not None:
+            scope.deadline = min(scope.deadline, trio.current_time() + grace)  # phase 2
+
+    # -- context managers --------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.server_close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.server_close()
+
+    # -- the engine ----------------------------------------------------------------
+
+    async def _wait_for_capacity(self) -> None:
+        """Wait until another request may be taken (concurrency cap)."""
+
+    async def _handle_one(self, deadline: float = math.inf) -> bool:
+        """Take one request and process it; False if none was taken.
+
+        The stdlib's ``_handle_request_noblock`` plus Rules 1, 2 and 4."""
+        with trio.CancelScope(deadline=deadline) as accept_scope:
+            self._accept_scope = accept_scope
+            if self._shutdown_requested:
+                accept_scope.cancel()
+            try:
+                await self._wait_for_capacity()
+                request, client_address = await self._get_request_backing_off()
+            finally:
+                self._accept_scope = None
+        if accept_scope.cancelled_caught:
+            return False
+        self._received += 1
+        self._active += 1
+        try:
+            if await self.verify_request(request, client_address):
+                await self.process_request(request, client_address)
+            else:
+                await self.shutdown_request(request)
+        except Exception:
+            self._report_error(request, client_address)
+            await self.shutdown_request(request)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.shutdown_request(request)
+            raise
+        finally:
+            # Concurrent servers count their handler tasks themselves; here the
+            # count covers a request processed in this task.
+            self._active -= 1
+        return True
+
+    async def _get_request_backing_off(self) -> tuple[RequestT, AddressT]:
+        while True:
+            try:
+                request = await self.get_request()
+            except trio.ClosedResourceError:
+                # server_close() from another task while we waited.
+                self._begin_shutdown(_DEFAULT)
+                await trio.lowlevel.checkpoint()  # delivers phase 1's cancellation
+                raise AssertionError("unreachable: the accept scope is cancelled") from None
+            except OSError as exc:
+                await self._accept_failed(exc)
+            else:
+                self._backoff = _BACKOFF_START
+                return request
+
+    async def _accept_failed(self, exc: OSError) -> None:
+        self._accept_errors += 1
+        code = exc.errno
+        if code in _TRANSIENT_ERRNOS:
+            await trio.lowlevel.checkpoint()
+            return
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        label = errno.errorcode.get(code, "?") if code is not None else type(exc).__name__
+        reason = os.strerror(code) if code is not None else str(exc)
+        SERVER_LOGGER.error(
+            "%s: get_request() failed with %s (%s); %s; retrying in %.2f seconds",
+            type(self).__name__,
+            label,
+            reason,
+            "out of a resource" if code in _CAPACITY_ERRNOS else "unexpected error",
+            delay,
+            exc_info=code not in _CAPACITY_ERRNOS,
+        )
+        await trio.sleep(delay)
+
+    def _report_error(self, request: RequestT, client_address: AddressT) -> None:
+        """Rule 2: call handle_error; survive it raising."""
+        self._errors += 1
+        try:
+            self.handle_error(request, client_address)
+        except Exception:
+            SERVER_LOGGER.exception(
+                "%s.handle_error raised while reporting an error for %r",
+                type(self).__name__,
+                client_address,
+            )
+
+    async def _run_service_actions(self, poll_interval: float, scope: trio.CancelScope) -> None:
+        with scope:
+            while True:
+                await trio.sleep(poll_interval)
+                try:
+                    await self.service_actions()
+                except Exception:
+                    SERVER_LOGGER.exception("%s.service_actions raised", type(self).__name__)
+
+
+def _check_grace_period(value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or value < 0
+    ):
+        raise ValueError(f"grace_period must be None or a number of seconds >= 0, not {value!r}")
+
+
+def _is_async(method: Callable[..., object]) -> bool:
+    return inspect.iscoroutinefunction(method)
+
+
+def _raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise a lone exception from our own nursery as itself.
+
+    The nursery holds only our tasks, so a group of one is an implementation
+    detail: ``KeyboardInterrupt`` from a handler should reach the caller as
+    ``KeyboardInterrupt``. Several distinct errors stay grouped."""
+    leaves = _leaves(group)
+    if len(leaves) == 1:
+        raise leaves[0] from leaves[0].__cause__
+    raise group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out

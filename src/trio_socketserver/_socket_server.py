@@ -1,0 +1,138 @@
+"""SocketServer: the part every socket-based server shares.
+
+It owns the socket: creates it in the constructor, binds and activates it
+(the stdlib's ``server_bind``/``server_activate`` hooks, synchronous because
+the constructor calls them), exposes it, and closes it in ``server_close``.
+
+The socket is kept twice over the same object: ``self.socket`` is the
+:mod:`trio.socket` object users see (its I/O methods are ``async``), and the
+engine keeps the underlying stdlib socket for non-blocking fast paths. Both
+refer to one kernel socket; closing either closes it.
+
+Unix socket files are managed here (see ``_unix_path``): a stale file left by
+a dead server is replaced, anything that is not a socket is never deleted, a
+live server's socket is never stolen, and the file this server bound is
+removed on close.
+"""
+
+from __future__ import annotations
+
+import socket as _socket
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import trio
+
+from . import _unix_path
+from ._server import BaseServer
+from ._typevars import AddressT, RequestT
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._protocols import HandlerFactory
+
+__all__ = ["SocketServer"]
+
+
+class SocketServer(BaseServer[RequestT, AddressT]):
+    """A server that listens on one socket. Base of the four socket servers;
+    not used directly.
+
+    Class attributes, with the stdlib's meaning and defaults:
+    ``address_family``, ``socket_type``, ``allow_reuse_address``,
+    ``allow_reuse_port``, ``request_queue_size``.
+    """
+
+    address_family: int = _socket.AF_INET
+    socket_type: int = _socket.SOCK_STREAM
+    request_queue_size: int = 5
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+
+    #: Servers on AF_UNIX keep track of the file they bound.
+    _unix_file: _unix_path.BoundFile | None = None
+    _is_unix: ClassVar[bool] = False
+
+    socket: trio.socket.SocketType
+
+    def __init__(
+        self,
+        server_address: Any,
+        RequestHandlerClass: HandlerFactory[RequestT, AddressT, Self],
+        bind_and_activate: bool = True,
+    ) -> None:
+        server_address = self._check_address(server_address)
+        super().__init__(server_address, RequestHandlerClass)
+        self.address_family = self._family_for(server_address)
+        self._sock = _socket.socket(self.address_family, self.socket_type)
+        self.socket = trio.socket.from_stdlib_socket(self._sock)  # also sets non-blocking
+        self._bound = False
+        self._activated = False
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                raise
+
+    # -- subclass responsibilities ---------------------------------------------------
+
+    def _check_address(self, server_address: Any) -> Any:
+        return server_address
+
+    def _family_for(self, server_address: Any) -> int:
+        return self.address_family
+
+    # -- the stdlib hooks ---------------------------------------------------------------
+
+    def server_bind(self) -> None:
+        """Bind the socket (applying ``allow_reuse_address``/``allow_reuse_port``)
+        and store the real bound address in ``server_address``."""
+        sock = self._sock
+        if (
+            self.allow_reuse_address
+            and hasattr(_socket, "SO_REUSEADDR")
+            and self.address_family != _socket.AF_UNIX
+        ):
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        if (
+            self.allow_reuse_port
+            and hasattr(_socket, "SO_REUSEPORT")
+            and self.address_family != _socket.AF_UNIX
+        ):
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        address: Any = self.server_address
+        if self.address_family == _socket.AF_UNIX:
+            self._unix_file = _unix_path.bind(sock, address)
+        else:
+            sock.bind(address)
+        self.server_address = sock.getsockname()
+        self._bound = True
+
+    def server_activate(self) -> None:
+        """Make the socket ready for requests (stream servers: ``listen``)."""
+        self._activated = True
+
+    def server_close(self) -> None:
+        """Close the socket (removing a Unix socket file this server created).
+        A running ``serve_forever`` begins shutdown. Idempotent."""
+        super().server_close()
+        if self._sock.fileno() != -1:
+            if trio.lowlevel.in_trio_run():
+                trio.lowlevel.notify_closing(self._sock)
+            self._sock.close()
+        if self._unix_file is not None:
+            self._unix_file.remove()
+            self._unix_file = None
+
+    def fileno(self) -> int:
+        """The socket's file descriptor."""
+        return self._sock.fileno()
+
+    def _check_ready(self, what: str) -> None:
+        if not (self._bound and self._activated) or self._sock.fileno() == -1:
+            raise RuntimeError(
+                f"{what} needs a bound and activated server: construct it with "
+                "bind_and_activate=True, or call server_bind() and server_activate() first"
+            )

@@ -1,0 +1,119 @@
+"""TCPServer and UnixStreamServer: one connection per request.
+
+``get_request`` accepts without yielding when a connection is already
+waiting, and yields to the scheduler at least every ``FAIRNESS_INTERVAL``
+accepts (the same two rules as :mod:`._connection_stream`), so a burst of
+connections cannot starve the handlers already running. Each accepted
+connection becomes a :class:`ConnectionStream`.
+
+Unlike the stdlib, ``UnixStreamServer`` is not a subclass of ``TCPServer``
+here: both derive from :class:`StreamServer`, so that each can state its own
+address type (an IP tuple versus a path) to the type checker.
+"""
+
+from __future__ import annotations
+
+import socket as _socket
+from typing import Any, ClassVar
+
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
+
+from ._addresses import (
+    IPAddress,
+    UnixAddress,
+    check_ip_address,
+    check_unix_address,
+    family_for_ip_address,
+)
+from ._connection_stream import FAIRNESS_INTERVAL, ConnectionStream
+from ._handlers import BaseRequestHandler
+from ._socket_server import SocketServer
+from ._typevars import AddressT
+
+__all__ = [
+    "StreamServer",
+    "TCPRequestHandler",
+    "TCPServer",
+    "UnixStreamRequestHandler",
+    "UnixStreamServer",
+]
+
+
+class StreamServer(SocketServer[ConnectionStream, AddressT]):
+    """A connection-oriented server: accepts connections, hands each to a
+    handler as a :class:`ConnectionStream`, closes it afterwards."""
+
+    socket_type: int = _socket.SOCK_STREAM
+    _transport_kind: ClassVar[str | None] = "stream"
+    _accept_budget: int = FAIRNESS_INTERVAL
+
+    def server_activate(self) -> None:
+        """Listen, with a backlog of ``request_queue_size``."""
+        self._sock.listen(self.request_queue_size)
+        super().server_activate()
+
+    async def get_request(self) -> tuple[ConnectionStream, AddressT]:
+        """Accept the next connection (waiting if none is pending)."""
+        await checkpoint_if_cancelled()
+        self._accept_budget -= 1
+        if self._accept_budget <= 0:
+            self._accept_budget = FAIRNESS_INTERVAL
+            await cancel_shielded_checkpoint()
+        sock = self._sock
+        while True:
+            try:
+                conn, address = sock.accept()
+            except BlockingIOError:
+                self._accept_budget = FAIRNESS_INTERVAL
+                await wait_readable(sock)
+            else:
+                return ConnectionStream(conn), address
+
+    async def shutdown_request(self, request: ConnectionStream) -> None:
+        """Send EOF to the client (``SHUT_WR``), then :meth:`close_request`."""
+        try:
+            request._sock.shutdown(_socket.SHUT_WR)
+        except OSError:
+            pass  # already disconnected or closed: nothing to shut down
+        await self.close_request(request)
+
+    async def close_request(self, request: ConnectionStream) -> None:
+        """Close the connection."""
+        request.close()
+
+
+class TCPServer(StreamServer[IPAddress]):
+    """A TCP server, one request per connection, one request at a time.
+
+    ``TCPServer((host, port), Handler)``; an IPv6 host (``"::1"``) or a
+    4-tuple address selects ``AF_INET6``.
+    """
+
+    address_family: int = _socket.AF_INET
+
+    def _check_address(self, server_address: Any) -> IPAddress:
+        return check_ip_address(server_address, type(self).__name__)
+
+    def _family_for(self, server_address: IPAddress) -> int:
+        return family_for_ip_address(server_address, type(self).address_family)
+
+    server_address: IPAddress
+
+
+class UnixStreamServer(StreamServer[UnixAddress]):
+    """A Unix stream socket server: ``UnixStreamServer(path, Handler)``."""
+
+    address_family: int = _socket.AF_UNIX
+
+    def _check_address(self, server_address: Any) -> UnixAddress:
+        return check_unix_address(server_address, type(self).__name__)
+
+    server_address: UnixAddress
+
+
+#: Base for handlers of TCP servers: ``request`` is a :class:`ConnectionStream`,
+#: ``client_address`` an IP address tuple, ``server`` a :class:`TCPServer`.
+TCPRequestHandler = BaseRequestHandler[ConnectionStream, IPAddress, TCPServer]
+#: Base for handlers of Unix stream servers (``client_address`` is a path,
+#: usually ``""`` since clients rarely bind).
+UnixStreamRequestHandler = BaseRequestHandler[ConnectionStream, UnixAddress, UnixStreamServer]
