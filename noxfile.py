@@ -1,0 +1,60 @@
+"""Development sessions. `nox` (no arguments) runs the whole test suite:
+tests, typecheck, lint and docs. Tool versions are pinned in pyproject.toml's
+[dependency-groups]; sessions use the interpreter nox runs with (no
+interpreter downloads)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "typecheck", "lint", "docs"]
+nox.options.error_on_missing_interpreters = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _install(session: nox.Session, *groups: str, editable: bool = False) -> None:
+    requirements: list[str] = []
+    for group in groups:
+        requirements.extend(nox.project.dependency_groups(PYPROJECT, group))
+    if requirements:
+        session.install(*requirements)
+    session.install(*(["-e", "."] if editable else ["."]))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """pytest over real loopback sockets (the installed package, not src/)."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src, tests and the typing tests (tests/typing)."""
+    _install(session, "typecheck", editable=True)
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    _install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Sphinx, with warnings as errors."""
+    _install(session, "docs")
+    session.run(
+        "sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against peers (python bench/run.py --help for options)."""
+    _install(session, "bench")
+    session.run("python", "bench/run.py", *session.posargs)

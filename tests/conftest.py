@@ -1,0 +1,125 @@
+"""Shared fixtures: real loopback clients and leak accounting.
+
+Every test talks to a real server over a real socket. Synchronisation is by
+events, ``nursery.start`` and data on the wire, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+# Type-checked by `nox -s typecheck`, never executed.
+collect_ignore = ["typing"]
+
+
+def has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def open_fds() -> set[int]:
+    """The file descriptors this process has open right now."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    """Fail the test if it leaves file descriptors open."""
+    before = open_fds()
+    yield
+    leaked = open_fds() - before
+    # /proc/self/fd's own directory fd was closed by listdir; anything else is ours.
+    details = {fd: _describe_fd(fd) for fd in leaked}
+    assert not {fd: d for fd, d in details.items() if d is not None}, f"leaked fds: {details}"
+
+
+def _describe_fd(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None  # already closed again: not a leak
+
+
+@pytest.fixture
+def sock_path() -> Iterator[str]:
+    """A fresh Unix socket path (short, to stay under the 108-byte limit)."""
+    with tempfile.TemporaryDirectory(prefix="tss-") as tmp:
+        yield str(Path(tmp) / "s.sock")
+
+
+async def tcp_connect(address: object) -> trio.SocketStream:
+    assert isinstance(address, tuple)
+    return await trio.open_tcp_stream(address[0], address[1])
+
+
+async def unix_connect(path: str | bytes) -> trio.SocketStream:
+    return await trio.open_unix_socket(path)
+
+
+async def receive_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = await stream.receive_some(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything until EOF."""
+    data = bytearray()
+    while chunk := await stream.receive_some():
+        data += chunk
+    return bytes(data)
+
+
+def blocking_tcp_roundtrip(
+    address: tuple[Any, ...], payload: bytes, *, shut_wr: bool = True
+) -> bytes:
+    """A stdlib-socket client: send, half-close, read to EOF."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(address[:2])
+        s.sendall(payload)
+        if shut_wr:
+            s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def udp_roundtrip(address: tuple[Any, ...], payload: bytes) -> tuple[bytes, object]:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with trio.socket.socket(family, socket.SOCK_DGRAM) as s:
+        await s.connect(address[:2])
+        await s.send(payload)
+        with trio.fail_after(10):
+            data, peer = await s.recvfrom(65536)
+        return data, peer
+
+
+def live_threads() -> set[threading.Thread]:
+    return set(threading.enumerate())
+
+
+@pytest.fixture
+async def nursery() -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as n:
+        yield n
+        n.cancel_scope.cancel()

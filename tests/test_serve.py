@@ -1,0 +1,126 @@
+"""serve(): transport selection, nursery.start, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any, ClassVar
+
+import pytest
+import trio
+import trio.testing
+
+import trio_socketserver as ts
+from trio_socketserver._serve import pick_server_class
+
+from .conftest import receive_all, receive_exactly, tcp_connect, udp_roundtrip, unix_connect
+
+
+class Echo(ts.StreamRequestHandler[Any, Any]):
+    async def handle(self) -> None:
+        await self.wfile.write(await self.rfile.readline())
+
+
+class DEcho(ts.DatagramRequestHandler[Any, Any]):
+    async def handle(self) -> None:
+        self.wfile.write(self.packet)
+
+
+@pytest.mark.parametrize(
+    ("address", "handler", "expected"),
+    [
+        (("127.0.0.1", 0), Echo, ts.ConcurrentTCPServer),
+        (("127.0.0.1", 0), DEcho, ts.ConcurrentUDPServer),
+        ("/tmp/x", Echo, ts.ConcurrentUnixStreamServer),
+        ("/tmp/x", DEcho, ts.ConcurrentUnixDatagramServer),
+    ],
+)
+def test_pick_server_class(address: object, handler: object, expected: type) -> None:
+    assert pick_server_class(address, handler) is expected
+
+
+def test_pick_server_class_rejects_junk() -> None:
+    with pytest.raises(TypeError, match=r"\(host, port\) tuple or a Unix socket path"):
+        pick_server_class(8080, Echo)
+
+
+async def test_serve_tcp_with_nursery_start(nursery: trio.Nursery, no_fd_leak: None) -> None:
+    server = await nursery.start(ts.serve, ("127.0.0.1", 0), Echo)
+    assert isinstance(server, ts.ConcurrentTCPServer)
+    stream = await tcp_connect(server.server_address)
+    async with stream:
+        await stream.send_all(b"ping\n")
+        assert await receive_all(stream) == b"ping\n"
+    await server.shutdown()
+
+
+async def test_serve_udp_and_unix(sock_path: str, nursery: trio.Nursery) -> None:
+    udp = await nursery.start(ts.serve, ("127.0.0.1", 0), DEcho)
+    assert (await udp_roundtrip(udp.server_address, b"dgram"))[0] == b"dgram"
+    unix = await nursery.start(ts.serve, sock_path, Echo)
+    stream = await unix_connect(sock_path)
+    async with stream:
+        await stream.send_all(b"unix\n")
+        assert await receive_all(stream) == b"unix\n"
+    await udp.shutdown()
+    await unix.shutdown()
+
+
+class Hold(ts.StreamRequestHandler[Any, ts.ConcurrentTCPServer]):
+    ended: ClassVar[list[str]] = []
+
+    async def handle(self) -> None:
+        await self.wfile.write(b"in\n")
+        try:
+            await self.server.wait_shutting_down()
+            await self.wfile.write(b"graceful\n")
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            Hold.ended.append("cancelled")
+            raise
+
+
+async def test_sigint_graceful_then_second_signal_cancels() -> None:
+    Hold.ended = []
+    async with trio.open_nursery() as nursery:
+        done = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[ts.SocketServer[Any, Any]]) -> None:
+            await ts.serve(("127.0.0.1", 0), Hold, grace_period=None, task_status=task_status)
+            done.set()
+
+        server = await nursery.start(run)
+        stream = await tcp_connect(server.server_address)
+        assert await receive_exactly(stream, 3) == b"in\n"
+        os.kill(os.getpid(), signal.SIGINT)  # first: graceful
+        assert await receive_exactly(stream, 9) == b"graceful\n"
+        assert server.shutting_down
+        assert not done.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)  # second: cancel in-flight requests
+        with trio.fail_after(5):
+            await done.wait()
+        assert Hold.ended == ["cancelled"]
+        assert await receive_all(stream) == b""
+        await stream.aclose()
+    assert server.fileno() == -1
+
+
+async def test_serve_applies_cap_and_grace(nursery: trio.Nursery) -> None:
+    server = await nursery.start(
+        lambda task_status: ts.serve(
+            ("127.0.0.1", 0),
+            Echo,
+            max_concurrent_requests=3,
+            grace_period=1.5,
+            handle_signals=False,
+            task_status=task_status,
+        )
+    )
+    assert server.max_concurrent_requests == 3
+    assert server.grace_period == 1.5
+    await server.shutdown()
+
+
+async def test_serve_rejects_bad_grace() -> None:
+    with pytest.raises(ValueError, match="grace_period"):
+        await ts.serve(("127.0.0.1", 0), Echo, grace_period=-2)
