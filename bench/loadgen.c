@@ -15,10 +15,14 @@
  *       Connect-per-request: keep CONCURRENCY connections in flight, each:
  *       connect, send SIZE bytes, read the SIZE-byte echo, close, reconnect.
  *       ops = completed (verified) requests.
- *   idle --conns 10000 --size 64 [--hold-file PATH] [--batch 64] [--retries 3]
- *       Open CONNS connections (windowed, see connect_window below), hold them
- *       idle, optionally hand-shake with the harness through --hold-file, then
- *       do exactly one round trip on each and close all.
+ *   idle --conns 10000 --size 64 [--hold-file PATH] [--batch 128] [--retries 3]
+ *        [--pace auto|off]
+ *       Open CONNS connections, paced by the server's accept-queue length (see
+ *       run_idle: at most min(batch, backlog/2) connections are "not yet
+ *       accepted by the server" at any time), wait until the server has
+ *       accepted all of them, hold them idle, optionally hand-shake with the
+ *       harness through --hold-file, then do exactly one round trip on each
+ *       and close all.  --pace off: only limit in-progress connects.
  *   udp --inflight 32 --size 64 [--udp-timeout-ms 200]
  *       INFLIGHT connected UDP sockets, one outstanding datagram each.  A reply
  *       triggers the next datagram; a datagram unanswered after the timeout is
@@ -75,8 +79,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -111,6 +119,7 @@ static struct {
     int retries;
     int close_rst;
     int nodelay;
+    int pace;
     int udp_timeout_ms;
     const char *hold_file;
 } opt = {
@@ -124,10 +133,11 @@ static struct {
     .concurrency = 16,
     .inflight = 32,
     .size = 64,
-    .batch = 64,
+    .batch = 128,
     .retries = 3,
     .close_rst = 1,
     .nodelay = 1,
+    .pace = 1,
     .udp_timeout_ms = 200,
     .hold_file = NULL,
 };
@@ -150,8 +160,8 @@ static void usage(void)
             "usage: loadgen persistent|cpr|idle|udp --host H --port N "
             "--duration S [--warmup S] [--conns N] [--concurrency N] "
             "[--inflight N] [--size N] [--unix PATH] [--hold-file PATH] "
-            "[--batch N] [--retries N] [--close rst|fin] [--no-nodelay] "
-            "[--udp-timeout-ms N]\n");
+            "[--batch N] [--retries N] [--pace auto|off] [--close rst|fin] "
+            "[--no-nodelay] [--udp-timeout-ms N]\n");
     exit(2);
 }
 
@@ -183,6 +193,11 @@ static void parse_args(int argc, char **argv)
             else die("--close must be rst or fin, got %s", v);
         }
         else if (strcmp(a, "--no-nodelay") == 0) opt.nodelay = 0;
+        else if (TAKE("--pace")) {
+            if (strcmp(v, "auto") == 0) opt.pace = 1;
+            else if (strcmp(v, "off") == 0) opt.pace = 0;
+            else die("--pace must be auto or off, got %s", v);
+        }
         else die("unknown argument %s", a);
 #undef TAKE
     }
@@ -678,6 +693,67 @@ static int run_stream(int cpr)
     return 0;
 }
 
+/* ---------------------------------------------- listener accept queue */
+
+/* The length of the server's accept queue, read from the kernel with a
+ * sock_diag (inet_diag) netlink dump of LISTEN sockets on the target port --
+ * the same data `ss -ltn` shows as Recv-Q / Send-Q.  Used by idle mode to pace
+ * connects; see run_idle().  Works only because client and server share the
+ * host's network namespace, which is always true on loopback. */
+static int g_diag = -1;
+
+static int diag_open(void)
+{
+    g_diag = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    return g_diag < 0 ? -1 : 0;
+}
+
+/* Returns the accept queue length (max over matching listeners) and stores
+ * the listener's backlog limit in *maxq; -1 if no listener was found. */
+static int listen_queue(int *maxq)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 r;
+    } req;
+    memset(&req, 0, sizeof req);
+    req.nlh.nlmsg_len = sizeof req;
+    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.r.sdiag_family = (uint8_t)g_family;
+    req.r.sdiag_protocol = IPPROTO_TCP;
+    req.r.idiag_states = 1u << 10; /* TCP_LISTEN */
+    req.r.id.idiag_sport = htons((uint16_t)opt.port); /* honoured for listeners */
+    if (send(g_diag, &req, sizeof req, 0) < 0)
+        return -1;
+    int found = -1;
+    char buf[16384] __attribute__((aligned(8)));
+    for (;;) {
+        ssize_t len = recv(g_diag, buf, sizeof buf, 0);
+        if (len <= 0)
+            return -1;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)len);
+             h = NLMSG_NEXT(h, len)) {
+            if (h->nlmsg_type == NLMSG_DONE)
+                return found;
+            if (h->nlmsg_type == NLMSG_ERROR)
+                return -1;
+            struct inet_diag_msg *m = NLMSG_DATA(h);
+            if (ntohs(m->id.idiag_sport) != opt.port)
+                continue;
+            if ((int)m->idiag_rqueue > found)
+                found = (int)m->idiag_rqueue;
+            *maxq = (int)m->idiag_wqueue;
+        }
+    }
+}
+
+static void pause_us(long us)
+{
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
 /* -------------------------------------------------------------- idle mode */
 
 static int run_idle(void)
@@ -698,50 +774,87 @@ static int run_idle(void)
 
     /* Phase 1: connect.
      *
-     * At most `--batch` connects are in progress at any time (a sliding
-     * window, refilled as handshakes complete).  Firing all 10000 SYNs at
-     * once would overflow the listener's SYN/accept queues (backlog 128 ..
-     * somaxconn); the kernel then silently drops SYNs and the client only
-     * retransmits after 1 s, 3 s, ... so drops would dominate the connect
-     * time.  A window no larger than the smallest plausible backlog keeps
-     * the accept queue from overflowing as long as the server accepts
-     * roughly as fast as the kernel completes handshakes; if it still
-     * overflows, the kernel's SYN retransmission recovers (each stalled
-     * connect occupies a window slot, which throttles us further).  Connects
-     * that fail outright (refused/reset) are retried up to --retries times. */
-    while (connected + failed < n) {
-        while (inflight < opt.batch && next < n) {
-            conn_t *c = &cs[next];
-            c->seq = 1;
-            fill_payload(c->tx, opt.size, c->id, c->seq);
-            c->tries++;
-            int r = conn_open(c);
-            if (r < 0) {
-                if (c->tries <= opt.retries) {
-                    retries_used++;
-                    /* try this one again on the next pass */
-                    break;
-                }
-                st.errors++;
-                st.connect_errors++;
-                failed++;
-                next++;
-                continue;
-            }
-            next++;
-            if (r == 1) {
-                c->state = ST_IDLE;
-                connected++;
-            } else {
-                inflight++;
-            }
+     * Why pacing is needed: on loopback the whole three-way handshake runs
+     * inside connect() (softirq on the client's core), so a connection is
+     * "established" -- and sitting in the server's accept queue -- long
+     * before the server process gets to accept() it.  Limiting the number of
+     * in-progress connects therefore does NOT limit the accept queue: the
+     * client can queue connections ~10x faster than a Python server accepts
+     * them.  Once the queue (backlog 128 .. somaxconn) is full, the kernel
+     * drops further SYNs; the client retransmits only after 1 s, 3 s, 7 s...
+     * and retransmitted SYNs keep losing the race against fresh connects.
+     * Measured with backlog 128: only ~200 conn/s, 10000 conns impossible.
+     *
+     * So we pace on the real signal: the listener's accept-queue length from
+     * sock_diag.  New connects are started only while
+     *     queued-but-not-accepted + in-progress  <  cap,
+     *     cap = min(--batch, backlog/2)
+     * i.e. in batches that always fit the backlog.  When there is no room we
+     * re-query after 100 us: the kernel has no event for "the server called
+     * accept()", so this is the one place that polls (bounded by --duration;
+     * it runs on the load generator's own core).  Without sock_diag (AF_UNIX
+     * uses blocking connects, which wait for backlog room in the kernel; or
+     * if the listener is not visible) only the in-progress window applies.
+     * Connects that fail outright are retried up to --retries times. */
+    int use_diag = 0, qmax = 0, cap = opt.batch;
+    uint64_t diag_queries = 0, throttle_waits = 0;
+    if (opt.pace && g_family != AF_UNIX && diag_open() == 0) {
+        if (listen_queue(&qmax) >= 0 && qmax > 0) {
+            use_diag = 1;
+            if (qmax / 2 < cap)
+                cap = qmax / 2 > 0 ? qmax / 2 : 1;
+        } else {
+            fprintf(stderr, "loadgen: idle: listener not visible via sock_diag; "
+                            "pacing by in-progress window only\n");
         }
+    }
+    for (;;) {
         if (connected + failed >= n)
             break;
         t = now();
         if (t >= deadline)
             break;
-        int ne = epoll_wait(g_ep, evs, MAXEV, ms_until(t, deadline, 100));
+        int throttled = 0;
+        if (next < n && inflight < cap) {
+            int room = cap - inflight;
+            if (use_diag) {
+                int q = listen_queue(&qmax);
+                diag_queries++;
+                if (q > 0)
+                    room -= q;
+            }
+            if (room <= 0)
+                throttled = 1;
+            while (room > 0 && next < n) {
+                conn_t *c = &cs[next];
+                c->seq = 1;
+                fill_payload(c->tx, opt.size, c->id, c->seq);
+                c->tries++;
+                int r = conn_open(c);
+                if (r < 0) {
+                    if (c->tries <= opt.retries) {
+                        retries_used++;
+                        throttled = 1; /* try again after a short pause */
+                        break;
+                    }
+                    st.errors++;
+                    st.connect_errors++;
+                    failed++;
+                    next++;
+                    continue;
+                }
+                next++;
+                room--;
+                if (r == 1) {
+                    c->state = ST_IDLE;
+                    connected++;
+                } else {
+                    inflight++;
+                }
+            }
+        }
+        int timeout = (throttled || inflight == 0) ? 0 : ms_until(t, deadline, 100);
+        int ne = epoll_wait(g_ep, evs, MAXEV, timeout);
         if (ne < 0 && errno != EINTR) {
             perror("epoll_wait");
             break;
@@ -794,6 +907,22 @@ static int run_idle(void)
                 }
             }
         }
+        if (throttled && ne == 0) {
+            throttle_waits++;
+            pause_us(100);
+        }
+    }
+    /* Let the server drain its accept queue, so that "connected" (and the
+     * HOLD notification) means the server process holds every connection. */
+    double accept_wait = 0;
+    if (use_diag) {
+        double ta = now();
+        int q;
+        while ((q = listen_queue(&qmax)) > 0 && now() < deadline) {
+            diag_queries++;
+            pause_us(100);
+        }
+        accept_wait = now() - ta;
     }
     double t_connected = now();
     double connect_seconds = t_connected - t0;
@@ -903,10 +1032,13 @@ static int run_idle(void)
     print_common(rt_seconds);
     printf(", \"conns\": %d, \"connected\": %d, \"succeeded\": %d, \"failed\": %d, "
            "\"dropped_while_idle\": %d, \"connect_seconds\": %.3f, \"connect_retries\": %llu, "
-           "\"hold_seconds\": %.3f, \"hold_timeout\": %s, \"batch\": %d, \"close\": \"%s\"",
+           "\"hold_seconds\": %.3f, \"hold_timeout\": %s, \"batch\": %d, \"close\": \"%s\", "
+           "\"paced_by_accept_queue\": %s, \"listen_backlog\": %d, \"connect_cap\": %d, "
+           "\"accept_wait_seconds\": %.3f, \"diag_queries\": %llu, \"throttle_waits\": %llu",
            n, connected_at_hold, succeeded, failed, dropped, connect_seconds,
            (unsigned long long)retries_used, hold_seconds, hold_timeout ? "true" : "false",
-           opt.batch, opt.close_rst ? "rst" : "fin");
+           opt.batch, opt.close_rst ? "rst" : "fin", use_diag ? "true" : "false", qmax, cap,
+           accept_wait, (unsigned long long)diag_queries, (unsigned long long)throttle_waits);
     print_rusage(now() - t0);
     printf("}\n");
     return 0;

@@ -66,10 +66,12 @@ CONTENDERS: list[tuple[str, tuple[str, ...], list[str]]] = [
     ("anyio_tcp_echo", TCP, ["{python}", "bench/peers/anyio_tcp_echo.py"]),
     ("trio_udp_echo", UDP, ["{python}", "bench/peers/trio_udp_echo.py"]),
     # The project's own servers (written separately; skipped until they exist).
-    ("trio_socketserver", TCP,
-     ["{python}", "bench/servers/ts_tcp_echo.py", "--handler", "raw"]),
-    ("trio_socketserver_stream", TCP,
-     ["{python}", "bench/servers/ts_tcp_echo.py", "--handler", "stream"]),
+    ("trio_socketserver", TCP, ["{python}", "bench/servers/ts_tcp_echo.py", "--handler", "raw"]),
+    (
+        "trio_socketserver_stream",
+        TCP,
+        ["{python}", "bench/servers/ts_tcp_echo.py", "--handler", "stream"],
+    ),
     ("trio_socketserver_udp", UDP, ["{python}", "bench/servers/ts_udp_echo.py"]),
 ]
 
@@ -134,7 +136,7 @@ def proc_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     # fields after the ")" that closes comm; utime/stime are fields 14/15
-    rest = data[data.rindex(")") + 2:].split()
+    rest = data[data.rindex(")") + 2 :].split()
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
@@ -210,8 +212,12 @@ class Server:
         self.logpath = logpath
         self.logf = open(logpath, "w")
         self.proc = subprocess.Popen(
-            self.cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=self.logf,
-            stdin=subprocess.DEVNULL, preexec_fn=raise_nofile,
+            self.cmd,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self.logf,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=raise_nofile,
         )
         self.pid = self.proc.pid
         self.port = self._wait_ready()
@@ -234,7 +240,8 @@ class Server:
                 if not chunk:
                     raise RuntimeError(
                         f"{self.name}: exited before READY (rc={self.proc.wait()}); "
-                        f"see {self.logpath}\n{self.log_tail()}")
+                        f"see {self.logpath}\n{self.log_tail()}"
+                    )
                 buf += chunk
         finally:
             sel.close()
@@ -271,8 +278,10 @@ class Server:
         except OSError:
             children = ""
         if children and children != "?":
-            log(f"  ! {self.name}: server PID {self.pid} has child processes ({children});"
-                " their CPU/RSS is not counted")
+            log(
+                f"  ! {self.name}: server PID {self.pid} has child processes ({children});"
+                " their CPU/RSS is not counted"
+            )
 
     def log_tail(self, n: int = 15) -> str:
         try:
@@ -295,14 +304,27 @@ class Server:
         return self.proc.returncode
 
 
-def run_loadgen(mode: str, host: str, port: int, params: dict, server: Server,
-                hold_file: Path | None) -> dict:
+def run_loadgen(
+    mode: str, host: str, port: int, params: dict, server: Server, hold_file: Path | None
+) -> dict:
     """Run the load generator pinned to LOADGEN_CORE; returns its JSON plus
     CPU accounting for it and for the server over the same window."""
-    cmd = ["taskset", "-c", str(LOADGEN_CORE), str(LOADGEN), mode,
-           "--host", host, "--port", str(port),
-           "--duration", str(params["duration"]), "--warmup", str(params["warmup"]),
-           *params["args"]]
+    cmd = [
+        "taskset",
+        "-c",
+        str(LOADGEN_CORE),
+        str(LOADGEN),
+        mode,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--duration",
+        str(params["duration"]),
+        "--warmup",
+        str(params["warmup"]),
+        *params["args"],
+    ]
     if mode == "idle":
         cmd += ["--conns", str(params["conns"])]
         if hold_file is not None:
@@ -314,8 +336,13 @@ def run_loadgen(mode: str, host: str, port: int, params: dict, server: Server,
     s0 = proc_cpu_seconds(server.pid)
     c0 = core_times()
     t0 = time.monotonic()
-    lg = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, preexec_fn=raise_nofile)
+    lg = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=raise_nofile,
+    )
     out_chunks: list[bytes] = []
     err_lines: list[str] = []
     hold_seen = threading.Event()
@@ -333,8 +360,10 @@ def run_loadgen(mode: str, host: str, port: int, params: dict, server: Server,
             if line.startswith("HOLD "):
                 hold_seen.set()
 
-    readers = [threading.Thread(target=read_stdout, daemon=True),
-               threading.Thread(target=read_stderr, daemon=True)]
+    readers = [
+        threading.Thread(target=read_stdout, daemon=True),
+        threading.Thread(target=read_stderr, daemon=True),
+    ]
     for r in readers:
         r.start()
 
@@ -382,22 +411,26 @@ def run_loadgen(mode: str, host: str, port: int, params: dict, server: Server,
 
     out = b"".join(out_chunks).decode(errors="replace").strip().splitlines()
     if lg.returncode != 0 or not out:
-        raise RuntimeError(f"loadgen failed rc={lg.returncode}: {' '.join(cmd)}\n"
-                           + "\n".join(err_lines[-10:]))
+        raise RuntimeError(
+            f"loadgen failed rc={lg.returncode}: {' '.join(cmd)}\n" + "\n".join(err_lines[-10:])
+        )
     res = json.loads(out[-1])
     res.update(extra)
     res["wall"] = wall
     res["loadgen_cpu_pct"] = 100.0 * (ru.ru_utime + ru.ru_stime) / wall
-    res["server_cpu_pct"] = (100.0 * (s1 - s0) / wall) if (s0 is not None and s1 is not None) else None
-    res["core_busy_pct"] = {str(SERVER_CORE): core_busy_pct(c0, c1, SERVER_CORE),
-                            str(LOADGEN_CORE): core_busy_pct(c0, c1, LOADGEN_CORE)}
+    res["server_cpu_pct"] = (
+        (100.0 * (s1 - s0) / wall) if (s0 is not None and s1 is not None) else None
+    )
+    res["core_busy_pct"] = {
+        str(SERVER_CORE): core_busy_pct(c0, c1, SERVER_CORE),
+        str(LOADGEN_CORE): core_busy_pct(c0, c1, LOADGEN_CORE),
+    }
     res["loadgen_stderr"] = [x for x in err_lines if x][-5:]
     res["loadgen_cmd"] = cmd
     return res
 
 
-def run_one(name: str, cmd: list[str], scenario: str, params: dict, host: str,
-            rnd: int) -> dict:
+def run_one(name: str, cmd: list[str], scenario: str, params: dict, host: str, rnd: int) -> dict:
     logdir = RESULTS / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
     srv = Server(name, cmd, host, logdir / f"{scenario}-{name}-r{rnd}.log")
@@ -415,9 +448,13 @@ def run_one(name: str, cmd: list[str], scenario: str, params: dict, host: str,
     res["server_exit"] = rc
     res["server_alive_at_end"] = alive_before_stop
     if not alive_before_stop:
-        log(f"  ! {name}: server died during the run (rc={rc}); log {srv.logpath}\n{srv.log_tail()}")
+        log(
+            f"  ! {name}: server died during the run (rc={rc}); log {srv.logpath}\n{srv.log_tail()}"
+        )
     elif rc not in (0, -signal.SIGTERM):
-        log(f"  ! {name}: server exited with {rc} after SIGTERM; log {srv.logpath}\n{srv.log_tail()}")
+        log(
+            f"  ! {name}: server exited with {rc} after SIGTERM; log {srv.logpath}\n{srv.log_tail()}"
+        )
     return res
 
 
@@ -440,46 +477,55 @@ def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], di
             "max_loadgen_cpu_pct": max((r["loadgen_cpu_pct"] for r in rs), default=None),
             "median_core_busy_pct": {
                 c: median([r["core_busy_pct"][c] for r in rs])
-                for c in (str(SERVER_CORE), str(LOADGEN_CORE))},
+                for c in (str(SERVER_CORE), str(LOADGEN_CORE))
+            },
         }
         if scenario == "idle":
-            s.update({
-                "conns": rs[0].get("conns"),
-                "min_connected": min(r["connected"] for r in rs),
-                "min_succeeded": min(r["succeeded"] for r in rs),
-                "max_failed": max(r["failed"] for r in rs),
-                "median_rss_before_kb": median([r.get("server_rss_before_kb") for r in rs]),
-                "median_rss_hold_kb": median([r.get("server_rss_hold_kb") for r in rs]),
-                "median_hwm_kb": median([r.get("server_hwm_kb") for r in rs]),
-                "median_connect_seconds": median([r.get("connect_seconds") for r in rs]),
-            })
+            s.update(
+                {
+                    "conns": rs[0].get("conns"),
+                    "min_connected": min(r["connected"] for r in rs),
+                    "min_succeeded": min(r["succeeded"] for r in rs),
+                    "max_failed": max(r["failed"] for r in rs),
+                    "median_rss_before_kb": median([r.get("server_rss_before_kb") for r in rs]),
+                    "median_rss_hold_kb": median([r.get("server_rss_hold_kb") for r in rs]),
+                    "median_hwm_kb": median([r.get("server_hwm_kb") for r in rs]),
+                    "median_connect_seconds": median([r.get("connect_seconds") for r in rs]),
+                }
+            )
             if s["median_rss_hold_kb"] and s["median_rss_before_kb"] and s["conns"]:
-                s["kb_per_conn"] = ((s["median_rss_hold_kb"] - s["median_rss_before_kb"])
-                                    / s["conns"])
+                s["kb_per_conn"] = (s["median_rss_hold_kb"] - s["median_rss_before_kb"]) / s[
+                    "conns"
+                ]
         if scenario == "udp":
             s["losses"] = sum(r.get("losses", 0) for r in rs)
         summary[name] = s
 
     # table
     if scenario == "idle":
-        hdr = (f"  {'contender':<26} {'ok/conns':>12} {'RSS before':>11} {'RSS held':>10} "
-               f"{'peak(HWM)':>10} {'KB/conn':>8} {'connect s':>9} {'rt ops/s':>9} "
-               f"{'srv cpu':>7} {'lg cpu':>6}")
+        hdr = (
+            f"  {'contender':<26} {'ok/conns':>12} {'RSS before':>11} {'RSS held':>10} "
+            f"{'peak(HWM)':>10} {'KB/conn':>8} {'connect s':>9} {'rt ops/s':>9} "
+            f"{'srv cpu':>7} {'lg cpu':>6}"
+        )
         lines.append(hdr)
         for name, s in summary.items():
             lines.append(
                 f"  {name:<26} {str(s['min_succeeded']) + '/' + str(s['conns']):>12} "
-                f"{fmt(s['median_rss_before_kb'] and s['median_rss_before_kb'] / 1024, '.1f')+' MB':>11} "
-                f"{fmt(s['median_rss_hold_kb'] and s['median_rss_hold_kb'] / 1024, '.1f')+' MB':>10} "
-                f"{fmt(s['median_hwm_kb'] and s['median_hwm_kb'] / 1024, '.1f')+' MB':>10} "
+                f"{fmt(s['median_rss_before_kb'] and s['median_rss_before_kb'] / 1024, '.1f') + ' MB':>11} "
+                f"{fmt(s['median_rss_hold_kb'] and s['median_rss_hold_kb'] / 1024, '.1f') + ' MB':>10} "
+                f"{fmt(s['median_hwm_kb'] and s['median_hwm_kb'] / 1024, '.1f') + ' MB':>10} "
                 f"{fmt(s.get('kb_per_conn'), '.2f'):>8} "
                 f"{fmt(s['median_connect_seconds'], '.2f'):>9} "
                 f"{fmt(s['median_ops_per_sec']):>9} "
-                f"{fmt(s['median_server_cpu_pct'], '.0f')+'%':>7} "
-                f"{fmt(s['median_loadgen_cpu_pct'], '.0f')+'%':>6}")
+                f"{fmt(s['median_server_cpu_pct'], '.0f') + '%':>7} "
+                f"{fmt(s['median_loadgen_cpu_pct'], '.0f') + '%':>6}"
+            )
     else:
-        hdr = (f"  {'contender':<26} {'median ops/s':>12} {'min..max':>19} {'errors':>7} "
-               f"{'srv cpu':>8} {'lg cpu':>7} {'core0':>6} {'core1':>6}")
+        hdr = (
+            f"  {'contender':<26} {'median ops/s':>12} {'min..max':>19} {'errors':>7} "
+            f"{'srv cpu':>8} {'lg cpu':>7} {'core0':>6} {'core1':>6}"
+        )
         lines.append(hdr)
         for name, s in summary.items():
             cb = s["median_core_busy_pct"]
@@ -487,10 +533,11 @@ def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], di
                 f"  {name:<26} {fmt(s['median_ops_per_sec']):>12} "
                 f"{fmt(s['min_ops_per_sec']) + '..' + fmt(s['max_ops_per_sec']):>19} "
                 f"{s['errors']:>7} "
-                f"{fmt(s['median_server_cpu_pct'], '.0f')+'%':>8} "
-                f"{fmt(s['median_loadgen_cpu_pct'], '.0f')+'%':>7} "
-                f"{fmt(cb[str(SERVER_CORE)], '.0f')+'%':>6} "
-                f"{fmt(cb[str(LOADGEN_CORE)], '.0f')+'%':>6}")
+                f"{fmt(s['median_server_cpu_pct'], '.0f') + '%':>8} "
+                f"{fmt(s['median_loadgen_cpu_pct'], '.0f') + '%':>7} "
+                f"{fmt(cb[str(SERVER_CORE)], '.0f') + '%':>6} "
+                f"{fmt(cb[str(LOADGEN_CORE)], '.0f') + '%':>6}"
+            )
 
     # ratios vs baseline
     bnames = [b for b in BASELINES.get(scenario, []) if b in summary]
@@ -519,13 +566,20 @@ def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], di
     # loadgen-not-the-bottleneck check
     if scenario != "idle" and summary:
         worst_lg = max((s["max_loadgen_cpu_pct"] or 0) for s in summary.values())
-        worst_core1 = max((s["median_core_busy_pct"][str(LOADGEN_CORE)] or 0)
-                          for s in summary.values())
+        worst_core1 = max(
+            (s["median_core_busy_pct"][str(LOADGEN_CORE)] or 0) for s in summary.values()
+        )
         min_srv = min((s["median_server_cpu_pct"] or 0) for s in summary.values())
-        verdict = "OK" if worst_lg < 80 and worst_core1 < 90 else "WARNING: load generator may be a bottleneck"
-        lines.append(f"  bottleneck check: loadgen process <= {worst_lg:.0f}% of core {LOADGEN_CORE} "
-                     f"(core {LOADGEN_CORE} busy incl. softirq <= {worst_core1:.0f}%), "
-                     f"servers >= {min_srv:.0f}% of core {SERVER_CORE} -> {verdict}")
+        verdict = (
+            "OK"
+            if worst_lg < 80 and worst_core1 < 90
+            else "WARNING: load generator may be a bottleneck"
+        )
+        lines.append(
+            f"  bottleneck check: loadgen process <= {worst_lg:.0f}% of core {LOADGEN_CORE} "
+            f"(core {LOADGEN_CORE} busy incl. softirq <= {worst_core1:.0f}%), "
+            f"servers >= {min_srv:.0f}% of core {SERVER_CORE} -> {verdict}"
+        )
         if min_srv < 85:
             lines.append("  note: a server below ~85% CPU is not saturated; look at errors/losses")
     return lines, {"contenders": summary, "ratios": ratios}
@@ -559,15 +613,25 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2 rounds, short runs (< 2 min)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 2)")
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
-    ap.add_argument("--contender", action="append", default=[], metavar="NAME[:SCEN,..]=CMD",
-                    help="add a contender or replace a named one's command")
+    ap.add_argument(
+        "--contender",
+        action="append",
+        default=[],
+        metavar="NAME[:SCEN,..]=CMD",
+        help="add a contender or replace a named one's command",
+    )
     ap.add_argument("--only", default=None, help="comma-separated contender names to run")
     ap.add_argument("--host", default="127.0.0.1", help="127.0.0.1 or ::1")
-    ap.add_argument("--python", default=None,
-                    help="interpreter for {python} in commands (default: repo .venv)")
+    ap.add_argument(
+        "--python", default=None, help="interpreter for {python} in commands (default: repo .venv)"
+    )
     ap.add_argument("--idle-conns", type=int, default=None)
-    ap.add_argument("--duration", type=float, default=None,
-                    help="override measured seconds for persistent/cpr/udp")
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="override measured seconds for persistent/cpr/udp",
+    )
     ap.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = ap.parse_args()
 
@@ -619,10 +683,12 @@ def main() -> int:
         "server_python": python,
         "harness_python": sys.version.split()[0],
     }
-    log(f"host {host}; server core {SERVER_CORE}, loadgen core {LOADGEN_CORE}; "
+    log(
+        f"host {host}; server core {SERVER_CORE}, loadgen core {LOADGEN_CORE}; "
         f"somaxconn={sysinfo['somaxconn']} tcp_tw_reuse={sysinfo['tcp_tw_reuse']} "
         f"ports={'-'.join(sysinfo['ip_local_port_range'])} nofile={soft}/{hard}; "
-        f"{'quick' if args.quick else 'full'}, {rounds} rounds")
+        f"{'quick' if args.quick else 'full'}, {rounds} rounds"
+    )
 
     # resolve contenders per scenario; skip missing scripts with a notice
     active: dict[str, list[tuple[str, list[str]]]] = {}
@@ -643,9 +709,15 @@ def main() -> int:
         log("  notice: " + n)
 
     t_start = time.monotonic()
-    report: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sysinfo": sysinfo,
-                    "quick": args.quick, "rounds": rounds, "params": params,
-                    "host": host, "scenarios": {}}
+    report: dict = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sysinfo": sysinfo,
+        "quick": args.quick,
+        "rounds": rounds,
+        "params": params,
+        "host": host,
+        "scenarios": {},
+    }
     all_lines: list[str] = []
     for scen in scenarios:
         cont = active[scen]
@@ -653,8 +725,11 @@ def main() -> int:
             log(f"\n== {scen}: no contenders")
             continue
         p = params[scen]
-        desc = (f"{p['conns']} conns" if scen == "idle"
-                else f"{p['duration']} s + {p['warmup']} s warmup")
+        desc = (
+            f"{p['conns']} conns"
+            if scen == "idle"
+            else f"{p['duration']} s + {p['warmup']} s warmup"
+        )
         log(f"\n== {scen} ({' '.join(p['args'])}; {desc}) ==")
         runs: dict[str, list[dict]] = {name: [] for name, _ in cont}
         for rnd in range(rounds):
@@ -669,14 +744,18 @@ def main() -> int:
                 res["round"] = rnd + 1
                 runs[name].append(res)
                 if scen == "idle":
-                    log(f"  r{rnd + 1} {name:<26} {res['succeeded']}/{res['conns']} ok, "
+                    log(
+                        f"  r{rnd + 1} {name:<26} {res['succeeded']}/{res['conns']} ok, "
                         f"held RSS {fmt(res.get('server_rss_hold_kb') and res['server_rss_hold_kb'] / 1024, '.1f')} MB, "
                         f"peak {fmt(res.get('server_hwm_kb') and res['server_hwm_kb'] / 1024, '.1f')} MB, "
-                        f"connect {res['connect_seconds']:.2f} s, errors {res['errors']}")
+                        f"connect {res['connect_seconds']:.2f} s, errors {res['errors']}"
+                    )
                 else:
-                    log(f"  r{rnd + 1} {name:<26} {res['ops_per_sec']:>10.0f} ops/s  "
+                    log(
+                        f"  r{rnd + 1} {name:<26} {res['ops_per_sec']:>10.0f} ops/s  "
                         f"errors {res['errors']:<4} srv cpu {fmt(res['server_cpu_pct'])}%  "
-                        f"loadgen cpu {fmt(res['loadgen_cpu_pct'])}%")
+                        f"loadgen cpu {fmt(res['loadgen_cpu_pct'])}%"
+                    )
         runs = {k: v for k, v in runs.items() if v}
         lines, summ = summarize(scen, runs)
         log(f"-- {scen} summary (median of {rounds} rounds) --")

@@ -107,3 +107,22 @@ async def test_unix_datagram_client_address_none_when_unbound(
         await got.wait()
         await server.shutdown()
     assert seen == [None]
+
+
+async def test_unbound_unix_client_gets_no_reply_and_no_error(
+    sock_path: str, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ts.UnixDatagramServer(sock_path, Counter) as server:
+        await nursery.start(server.serve_forever)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as anonymous:
+            anonymous.sendto(b"nobody can answer me", sock_path)
+        # The server keeps serving: a bound client still gets its reply.
+        with trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            await client.bind(sock_path + ".c")
+            await client.sendto(b"abc", sock_path)
+            with trio.fail_after(10):
+                assert await client.recv(10) == b"3"
+        await server.shutdown()
+    assert server.statistics().requests_received == 2
+    assert server.statistics().errors == 0
+    assert "Exception occurred" not in caplog.text

@@ -149,7 +149,7 @@ class StreamEcho(ts.StreamRequestHandler[Any, Any]):
 @pytest.mark.parametrize(
     ("server_class", "address", "handler", "error", "match"),
     [
-        (ts.TCPServer, ("127.0.0.1", 0), StdlibHandler, TypeError, "trio_socketserver.sync"),
+        (ts.TCPServer, ("127.0.0.1", 0), StdlibHandler, TypeError, "blocking socketserver handler"),
         (ts.TCPServer, ("127.0.0.1", 0), SyncHandle, TypeError, "must be defined with 'async def'"),
         (
             ts.TCPServer,

@@ -17,6 +17,9 @@ from ._addresses import (
     UnixAddress as UnixAddress,
 )
 from ._addresses import (
+    UnixBindAddress as UnixBindAddress,
+)
+from ._addresses import (
     UnixClientAddress as UnixClientAddress,
 )
 from ._buffered import StreamReader as StreamReader
@@ -116,6 +119,7 @@ __all__ = [
     "UDPRequestHandler",
     "UDPServer",
     "UnixAddress",
+    "UnixBindAddress",
     "UnixClientAddress",
     "UnixDatagramRequestHandler",
     "UnixDatagramServer",

@@ -23,6 +23,7 @@ __all__ = [
     "IPv4Address",
     "IPv6Address",
     "UnixAddress",
+    "UnixBindAddress",
     "UnixClientAddress",
     "check_ip_address",
     "check_unix_address",
@@ -39,6 +40,9 @@ IPAddress: TypeAlias = IPv4Address | IPv6Address
 #: A Unix socket path (``str``), or a Linux abstract-namespace name (``bytes``
 #: starting with ``b"\0"``).
 UnixAddress: TypeAlias = str | bytes
+#: What a Unix server binds to: a path (also as ``os.PathLike``), or an
+#: abstract-namespace name.
+UnixBindAddress: TypeAlias = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 #: A Unix datagram client's address: ``None`` when the client never bound its
 #: socket (it cannot be replied to then).
 UnixClientAddress: TypeAlias = str | bytes | None

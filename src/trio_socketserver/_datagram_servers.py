@@ -14,13 +14,14 @@ counted in the server's ``truncated_datagrams`` attribute.
 from __future__ import annotations
 
 import socket as _socket
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
 
 from ._addresses import (
     IPAddress,
     UnixAddress,
+    UnixBindAddress,
     UnixClientAddress,
     check_ip_address,
     check_unix_address,
@@ -31,6 +32,11 @@ from ._handlers import BaseRequestHandler, DatagramRequest
 from ._log import SERVER_LOGGER
 from ._socket_server import SocketServer
 from ._typevars import AddressT
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._protocols import HandlerFactory
 
 __all__ = [
     "DatagramServer",
@@ -83,6 +89,14 @@ class UDPServer(DatagramServer[IPAddress]):
 
     address_family: int = _socket.AF_INET
 
+    def __init__(
+        self,
+        server_address: IPAddress,
+        RequestHandlerClass: HandlerFactory[DatagramRequest, IPAddress, Self],
+        bind_and_activate: bool = True,
+    ) -> None:
+        super().__init__(server_address, RequestHandlerClass, bind_and_activate)
+
     def _check_address(self, server_address: Any) -> IPAddress:
         return check_ip_address(server_address, type(self).__name__)
 
@@ -99,6 +113,14 @@ class UnixDatagramServer(DatagramServer[UnixClientAddress]):
     (such a client cannot be replied to)."""
 
     address_family: int = _socket.AF_UNIX
+
+    def __init__(
+        self,
+        server_address: UnixBindAddress,
+        RequestHandlerClass: HandlerFactory[DatagramRequest, UnixClientAddress, Self],
+        bind_and_activate: bool = True,
+    ) -> None:
+        super().__init__(server_address, RequestHandlerClass, bind_and_activate)
 
     def _check_address(self, server_address: Any) -> UnixAddress:
         return check_unix_address(server_address, type(self).__name__)

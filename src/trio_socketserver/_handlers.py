@@ -23,6 +23,7 @@ import trio
 
 from ._buffered import StreamReader, StreamWriter
 from ._connection_stream import ConnectionStream
+from ._log import SERVER_LOGGER
 from ._typevars import AddressT, RequestT, ServerT
 
 __all__ = [
@@ -52,7 +53,7 @@ class BaseRequestHandler(Generic[RequestT, AddressT, ServerT]):
       server: the server instance handling the request.
     """
 
-    #: Which kind of server this handler is written for: ``"stream"``,
+    #: Which kind of server this handler is written for. ``"stream"``,
     #: ``"datagram"``, or ``None`` for either. Servers check it at
     #: construction so that a mismatch fails early and clearly.
     transport_kind: ClassVar[str | None] = None
@@ -96,10 +97,10 @@ class StreamRequestHandler(BaseRequestHandler[ConnectionStream, AddressT, Server
 
     transport_kind: ClassVar[str | None] = "stream"
 
-    #: Read buffer size: ``-1`` default size, ``0`` unbuffered (never reads
-    #: past what was asked for).
+    #: Read buffer size. ``-1`` is the default size, ``0`` unbuffered (never
+    #: reads past what was asked for).
     rbufsize: ClassVar[int] = -1
-    #: Write buffer size: ``0`` (default) sends each write at once.
+    #: Write buffer size. ``0`` (the default) sends each write at once.
     wbufsize: ClassVar[int] = 0
     #: Seconds each read or write may take before :exc:`TimeoutError`;
     #: ``None`` for no limit. Set it for servers exposed to slow or silent
@@ -126,15 +127,15 @@ class StreamRequestHandler(BaseRequestHandler[ConnectionStream, AddressT, Server
         # As the stdlib: flush what the handler wrote, ignoring a client that
         # has gone away; then close both files (not the connection: the
         # server's shutdown_request does that).
+        rfile = getattr(self, "rfile", None)
+        if rfile is not None:
+            rfile.close()
         wfile = getattr(self, "wfile", None)
         if wfile is not None and not wfile.closed:
             try:
                 await wfile.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError, TimeoutError):
                 pass
-        rfile = getattr(self, "rfile", None)
-        if rfile is not None:
-            rfile.close()
 
 
 class DatagramRequestHandler(BaseRequestHandler[DatagramRequest, AddressT, ServerT]):
@@ -160,4 +161,10 @@ class DatagramRequestHandler(BaseRequestHandler[DatagramRequest, AddressT, Serve
 
     async def finish(self) -> None:
         address: Any = self.client_address
+        if address is None:
+            # A Unix datagram client that never bound its socket has no
+            # address: there is nowhere to send a reply (the stdlib fails with
+            # a TypeError here). Drop it, visibly.
+            SERVER_LOGGER.debug("no reply sent: the client socket is unbound")
+            return
         await self.socket.sendto(self.wfile.getvalue(), address)

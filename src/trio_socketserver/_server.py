@@ -226,17 +226,17 @@ class BaseServer(Generic[RequestT, AddressT]):
         stdlib = sys.modules.get("socketserver")
         if stdlib is not None and issubclass(handler_class, stdlib.BaseRequestHandler):
             raise TypeError(
-                f"{handler_class.__qualname__} is a blocking socketserver handler; "
-                "serve it with trio_socketserver.sync, or derive it from "
-                "trio_socketserver.BaseRequestHandler with 'async def handle'"
+                f"{handler_class.__qualname__} is a blocking socketserver handler, "
+                "and these servers run async handlers: derive it from "
+                "trio_socketserver.BaseRequestHandler and define 'async def handle'"
             )
         if issubclass(handler_class, BaseRequestHandler):
             for hook in ("setup", "handle", "finish"):
                 method = getattr(handler_class, hook)
                 if not _is_async(method):
                     raise TypeError(
-                        f"{handler_class.__qualname__}.{hook} must be defined with 'async def' "
-                        "(for blocking handlers use trio_socketserver.sync)"
+                        f"{handler_class.__qualname__}.{hook} must be defined with 'async def': "
+                        "these servers await setup(), handle() and finish()"
                     )
             kind = handler_class.transport_kind
             if (

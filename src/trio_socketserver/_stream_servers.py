@@ -14,13 +14,14 @@ address type (an IP tuple versus a path) to the type checker.
 from __future__ import annotations
 
 import socket as _socket
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
 
 from ._addresses import (
     IPAddress,
     UnixAddress,
+    UnixBindAddress,
     check_ip_address,
     check_unix_address,
     family_for_ip_address,
@@ -29,6 +30,11 @@ from ._connection_stream import FAIRNESS_INTERVAL, ConnectionStream
 from ._handlers import BaseRequestHandler
 from ._socket_server import SocketServer
 from ._typevars import AddressT
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._protocols import HandlerFactory
 
 __all__ = [
     "StreamServer",
@@ -91,6 +97,14 @@ class TCPServer(StreamServer[IPAddress]):
 
     address_family: int = _socket.AF_INET
 
+    def __init__(
+        self,
+        server_address: IPAddress,
+        RequestHandlerClass: HandlerFactory[ConnectionStream, IPAddress, Self],
+        bind_and_activate: bool = True,
+    ) -> None:
+        super().__init__(server_address, RequestHandlerClass, bind_and_activate)
+
     def _check_address(self, server_address: Any) -> IPAddress:
         return check_ip_address(server_address, type(self).__name__)
 
@@ -104,6 +118,14 @@ class UnixStreamServer(StreamServer[UnixAddress]):
     """A Unix stream socket server: ``UnixStreamServer(path, Handler)``."""
 
     address_family: int = _socket.AF_UNIX
+
+    def __init__(
+        self,
+        server_address: UnixBindAddress,
+        RequestHandlerClass: HandlerFactory[ConnectionStream, UnixAddress, Self],
+        bind_and_activate: bool = True,
+    ) -> None:
+        super().__init__(server_address, RequestHandlerClass, bind_and_activate)
 
     def _check_address(self, server_address: Any) -> UnixAddress:
         return check_unix_address(server_address, type(self).__name__)
