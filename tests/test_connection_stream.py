@@ -162,3 +162,23 @@ def test_trio_socket_view(pair: tuple[ConnectionStream, socket.socket]) -> None:
     assert stream.socket.family == socket.AF_INET
     assert stream.getpeername() == peer.getsockname()
     assert stream.socket is stream.socket  # created once
+
+
+async def test_close_wakes_a_task_waiting_to_send(
+    pair: tuple[ConnectionStream, socket.socket],
+) -> None:
+    stream, _ = pair
+    # Fill the send buffer so that the stream is not writable.
+    stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    with trio.move_on_after(0.5):
+        while True:
+            await stream.send_all(b"x" * 65536)
+
+    async def waiter() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await stream.wait_send_all_might_not_block()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        stream.close()
