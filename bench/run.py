@@ -158,28 +158,30 @@ def proc_nfds(pid: int) -> int:
         return -1
 
 
-def core_times() -> dict[int, tuple[int, int]]:
-    """{core: (busy_ticks, total_ticks)} from /proc/stat; busy includes
-    irq/softirq (loopback TCP processing is accounted there)."""
+def core_times() -> dict[int, tuple[int, int, int]]:
+    """{core: (busy_ticks, total_ticks, steal_ticks)} from /proc/stat; busy
+    includes irq/softirq (loopback TCP processing is accounted there) but not
+    steal (time the hypervisor ran something else: pure noise for us)."""
     out = {}
     with open("/proc/stat") as f:
         for line in f:
             if line.startswith("cpu") and line[3].isdigit():
                 parts = line.split()
-                vals = [int(x) for x in parts[1:]]
-                idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle+iowait
-                # guest time is already included in user
-                total = sum(vals[:8])
-                out[int(parts[0][3:])] = (total - idle, total)
+                vals = [int(x) for x in parts[1:]] + [0] * 8
+                idle = vals[3] + vals[4]  # idle + iowait
+                steal = vals[7]
+                total = sum(vals[:8])  # guest time is already included in user
+                out[int(parts[0][3:])] = (total - idle - steal, total, steal)
     return out
 
 
-def core_busy_pct(a: dict, b: dict, core: int) -> float | None:
+def core_busy_pct(a: dict, b: dict, core: int, field: int = 0) -> float | None:
+    """busy% (field 0) or steal% (field 2) of one core between two samples."""
     if core not in a or core not in b:
         return None
-    busy = b[core][0] - a[core][0]
+    part = b[core][field] - a[core][field]
     total = b[core][1] - a[core][1]
-    return 100.0 * busy / total if total > 0 else None
+    return 100.0 * part / total if total > 0 else None
 
 
 def build_loadgen() -> None:
@@ -200,6 +202,10 @@ def fmt(x, spec=".0f", none="-"):
     return none if x is None else format(x, spec)
 
 
+def mb(kb) -> str:
+    return fmt(kb / 1024 if kb is not None else None, ".1f")
+
+
 # ---------------------------------------------------------- one server run
 
 
@@ -210,7 +216,8 @@ class Server:
         self.name = name
         self.cmd = ["taskset", "-c", str(SERVER_CORE), *cmd, "--port", "0", "--host", host]
         self.logpath = logpath
-        self.logf = open(logpath, "w")
+        # stays open for the server's lifetime (its stderr); closed in stop()
+        self.logf = open(logpath, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.cmd,
             cwd=REPO,
@@ -370,7 +377,9 @@ def run_loadgen(
     if mode == "idle" and hold_file is not None:
         # Wait for the event (bounded: connect phase <= duration).
         while not hold_seen.wait(0.5):
-            if lg.poll() is not None:
+            # has the loadgen exited early?  WNOWAIT peeks without reaping,
+            # so os.wait4 below still gets its rusage (Popen.poll would reap)
+            if os.waitid(os.P_PID, lg.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
                 break
             if time.monotonic() - t0 > params["duration"] + 10:
                 break
@@ -379,11 +388,13 @@ def run_loadgen(
             for line in err_lines:
                 if line.startswith("HOLD "):
                     connected = int(line.split()[1])
-            # The client sees "connected" when the handshake completes, i.e.
-            # when the connection sits in the server's accept queue -- the
-            # server may still be accepting the last ones.  Wait until the
-            # server process really holds them (its fd count), bounded, so
-            # the RSS sample reflects all connections being idle-open.
+            # The loadgen only reports HOLD after the listener's accept queue
+            # is empty (sock_diag), i.e. the server has accept()ed everything.
+            # Verify that from the server's side too -- its fd count must have
+            # grown by `connected` -- before sampling RSS, so the sample really
+            # reflects all connections idle-open.  Normally the first check
+            # passes; the loop (there is no event for "a process gained an
+            # fd") only matters with `--pace off` or without sock_diag.
             t_wait = time.monotonic()
             fds = proc_nfds(server.pid)
             while fds < srv_fds0 + connected and time.monotonic() - t_wait < 10:
@@ -425,6 +436,12 @@ def run_loadgen(
         str(SERVER_CORE): core_busy_pct(c0, c1, SERVER_CORE),
         str(LOADGEN_CORE): core_busy_pct(c0, c1, LOADGEN_CORE),
     }
+    res["core_steal_pct"] = {
+        str(c): core_busy_pct(c0, c1, c, field=2) for c in (SERVER_CORE, LOADGEN_CORE)
+    }
+    steal = max((v or 0) for v in res["core_steal_pct"].values())
+    if steal > 5:
+        log(f"  ! {steal:.0f}% CPU steal during this run (hypervisor noise)")
     res["loadgen_stderr"] = [x for x in err_lines if x][-5:]
     res["loadgen_cmd"] = cmd
     return res
@@ -453,7 +470,8 @@ def run_one(name: str, cmd: list[str], scenario: str, params: dict, host: str, r
         )
     elif rc not in (0, -signal.SIGTERM):
         log(
-            f"  ! {name}: server exited with {rc} after SIGTERM; log {srv.logpath}\n{srv.log_tail()}"
+            f"  ! {name}: server exited with {rc} after SIGTERM; "
+            f"log {srv.logpath}\n{srv.log_tail()}"
         )
     return res
 
@@ -512,9 +530,9 @@ def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], di
         for name, s in summary.items():
             lines.append(
                 f"  {name:<26} {str(s['min_succeeded']) + '/' + str(s['conns']):>12} "
-                f"{fmt(s['median_rss_before_kb'] and s['median_rss_before_kb'] / 1024, '.1f') + ' MB':>11} "
-                f"{fmt(s['median_rss_hold_kb'] and s['median_rss_hold_kb'] / 1024, '.1f') + ' MB':>10} "
-                f"{fmt(s['median_hwm_kb'] and s['median_hwm_kb'] / 1024, '.1f') + ' MB':>10} "
+                f"{mb(s['median_rss_before_kb']) + ' MB':>11} "
+                f"{mb(s['median_rss_hold_kb']) + ' MB':>10} "
+                f"{mb(s['median_hwm_kb']) + ' MB':>10} "
                 f"{fmt(s.get('kb_per_conn'), '.2f'):>8} "
                 f"{fmt(s['median_connect_seconds'], '.2f'):>9} "
                 f"{fmt(s['median_ops_per_sec']):>9} "
@@ -738,7 +756,7 @@ def main() -> int:
             for name, argv in order:
                 try:
                     res = run_one(name, argv, scen, p, host, rnd + 1)
-                except Exception as exc:  # noqa: BLE001 -- report and go on
+                except Exception as exc:  # report and go on with the next run
                     log(f"  r{rnd + 1} {name:<26} FAILED: {exc}")
                     continue
                 res["round"] = rnd + 1
@@ -746,8 +764,8 @@ def main() -> int:
                 if scen == "idle":
                     log(
                         f"  r{rnd + 1} {name:<26} {res['succeeded']}/{res['conns']} ok, "
-                        f"held RSS {fmt(res.get('server_rss_hold_kb') and res['server_rss_hold_kb'] / 1024, '.1f')} MB, "
-                        f"peak {fmt(res.get('server_hwm_kb') and res['server_hwm_kb'] / 1024, '.1f')} MB, "
+                        f"held RSS {mb(res.get('server_rss_hold_kb'))} MB, "
+                        f"peak {mb(res.get('server_hwm_kb'))} MB, "
                         f"connect {res['connect_seconds']:.2f} s, errors {res['errors']}"
                     )
                 else:

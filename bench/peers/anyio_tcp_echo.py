@@ -17,6 +17,8 @@ from anyio.abc import SocketAttribute, SocketStream
 
 
 async def handler(client: SocketStream) -> None:
+    # Listener.serve() does not close accepted streams itself, so the handler
+    # must (otherwise sockets would only be closed by the garbage collector).
     async with client:
         try:
             while True:

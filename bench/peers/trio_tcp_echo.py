@@ -29,8 +29,9 @@ async def handler(stream: trio.SocketStream) -> None:
         # returning b"".  Treat it exactly like EOF.  (Uncaught, it would
         # propagate out of serve_tcp and crash the whole server.)
         pass
-    finally:
-        await trio.aclose_forcefully(stream)
+    # No explicit close here: serve_tcp's per-connection wrapper
+    # (trio._highlevel_serve_listeners._run_handler) already does
+    # `await trio.aclose_forcefully(stream)` when the handler returns.
 
 
 async def main(host: str, port: int) -> None:

@@ -18,7 +18,6 @@ import trio
 
 import trio_socketserver as ts
 
-
 # Like the peers, the handlers treat a reset (the load generator closes
 # connect-per-request sockets with RST) as end of stream; otherwise each one
 # would be a logged traceback, as it is in the stdlib.
