@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "typecheck", "lint", "docs"]
+nox.options.sessions = ["tests", "tests_oldest", "typecheck", "lint", "docs"]
 nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -26,6 +26,18 @@ def _install(session: nox.Session, *groups: str, editable: bool = False) -> None
 def tests(session: nox.Session) -> None:
     """pytest over real loopback sockets (the installed package, not src/)."""
     _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+#: The oldest runtime dependencies pyproject.toml claims to support.
+OLDEST = ["trio==0.25.0", "attrs==23.2.0"]
+
+
+@nox.session
+def tests_oldest(session: nox.Session) -> None:
+    """pytest against the oldest trio and attrs that pyproject.toml allows."""
+    _install(session, "test")
+    session.install(*OLDEST)
     session.run("pytest", *session.posargs)
 
 

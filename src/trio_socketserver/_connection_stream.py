@@ -66,6 +66,16 @@ FAIRNESS_INTERVAL: Final = 16
 _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 
 
+def _in_trio_run() -> bool:
+    """Whether this thread is inside trio.run (trio.lowlevel.in_trio_run needs
+    trio >= 0.26; this works on every version we support)."""
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _translate(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
     if exc.errno in _CLOSED_ERRNOS:
         return trio.ClosedResourceError("this stream was already closed")
@@ -259,7 +269,7 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
             # server closing connections by the thousand skips the cost.
             if (
                 self._receiving or self._sending or self._trio_socket is not None
-            ) and trio.lowlevel.in_trio_run():
+            ) and _in_trio_run():
                 notify_closing(self._sock)
             self._sock.close()
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from . import _unix_path
+from ._connection_stream import _in_trio_run
 from ._server import BaseServer
 from ._typevars import AddressT, RequestT
 
@@ -119,7 +120,7 @@ class SocketServer(BaseServer[RequestT, AddressT]):
         A running ``serve_forever`` begins shutdown. Idempotent."""
         super().server_close()
         if self._sock.fileno() != -1:
-            if trio.lowlevel.in_trio_run():
+            if _in_trio_run():
                 trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
         if self._unix_file is not None:
