@@ -285,3 +285,24 @@ async def test_async_context_manager_closes() -> None:
     assert server.fileno() == -1
     with pytest.raises(RuntimeError, match="closed server"):
         await server.serve_forever()
+
+
+class Read1(ts.StreamRequestHandler[Any, Any]):
+    async def handle(self) -> None:
+        line = await self.rfile.readline()  # buffers whatever else arrived
+        rest = await self.rfile.read1(3)  # served from the buffer, at most 3
+        assert await self.rfile.read1(0) == b""
+        tail = await self.rfile.read()  # the rest, to EOF
+        assert await self.rfile.read1(10) == b""  # at EOF
+        await self.wfile.write(b"%s|%s|%s" % (line, rest, tail))
+
+
+async def test_read1_contract(nursery: trio.Nursery) -> None:
+    with ts.TCPServer(("127.0.0.1", 0), Read1) as server:
+        await nursery.start(server.serve_forever)
+        stream = await tcp_connect(server.server_address)
+        async with stream:
+            await stream.send_all(b"head\nabcdefgh")
+            await stream.send_eof()
+            assert await receive_all(stream) == b"head\n|abc|defgh"
+        await server.shutdown()

@@ -97,7 +97,10 @@ class StreamReader:
         if self._eof:
             return False
         size = max(want, self._bufsize) if self._bufsize else want
-        data = await _bounded(self.timeout, lambda: self._stream.receive_some(size))
+        if self.timeout is None:
+            data = await self._stream.receive_some(size)
+        else:
+            data = await _bounded(self.timeout, lambda: self._stream.receive_some(size))
         if not data:
             self._eof = True
             return False
@@ -123,8 +126,22 @@ class StreamReader:
     async def read1(self, size: int = -1) -> bytes:
         """Read at most ``size`` bytes with at most one receive (``-1``: any)."""
         self._check_open()
+        if size == 0:
+            return b""
         if not self._buffer:
-            await self._fill(size if size > 0 else _DEFAULT_BUFSIZE)
+            if self._eof:
+                return b""
+            # Nothing buffered: one receive of at most `size` bytes is exactly
+            # read1's contract, so hand it over without copying it through the
+            # buffer.
+            want = size if size > 0 else max(self._bufsize, _DEFAULT_BUFSIZE)
+            if self.timeout is None:
+                data = await self._stream.receive_some(want)
+            else:
+                data = await _bounded(self.timeout, lambda: self._stream.receive_some(want))
+            if not data:
+                self._eof = True
+            return bytes(data)  # the same object when it is already bytes
         return self._take(size if size >= 0 else len(self._buffer))
 
     async def readline(self, size: int = -1) -> bytes:
@@ -196,7 +213,10 @@ class StreamWriter:
             raise ValueError("I/O operation on closed file.")
 
     async def _send(self, data: bytes | bytearray | memoryview) -> None:
-        await _bounded(self.timeout, lambda: self._stream.send_all(data))
+        if self.timeout is None:
+            await self._stream.send_all(data)
+        else:
+            await _bounded(self.timeout, lambda: self._stream.send_all(data))
 
     async def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write all of ``data`` (buffered if ``bufsize > 0``); return its length."""

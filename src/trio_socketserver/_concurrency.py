@@ -65,6 +65,10 @@ class ConcurrencyMixIn(BaseServer[RequestT, AddressT]):
         while self._active >= cap:
             await self._lot().park()
 
+    def _has_capacity(self) -> bool:
+        cap = self.max_concurrent_requests
+        return cap is None or (type(cap) is int and self._active < cap)
+
     async def process_request(self, request: RequestT, client_address: AddressT) -> None:
         """Start a task that runs :meth:`process_request_task`."""
         nursery = self._nursery

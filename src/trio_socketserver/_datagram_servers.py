@@ -14,6 +14,7 @@ counted in the server's ``truncated_datagrams`` attribute.
 from __future__ import annotations
 
 import socket as _socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
@@ -57,14 +58,49 @@ class DatagramServer(SocketServer[DatagramRequest, AddressT]):
     _recv_budget: int = FAIRNESS_INTERVAL
     truncated_datagrams: int = 0
 
+    _idle: bool = False
+
+    def _ready_taker_for(self) -> Callable[[], tuple[DatagramRequest, AddressT] | None] | None:
+        if type(self).get_request is not DatagramServer.get_request:
+            return None
+        return self._take_ready
+
+    def _take_ready(self) -> tuple[DatagramRequest, AddressT] | None:
+        limit = self.max_packet_size
+        while True:
+            try:
+                data, address = self._sock.recvfrom(limit + 1)
+            except BlockingIOError:
+                self._idle = True  # get_request will wait before receiving again
+                return None
+            if len(data) <= limit:
+                return (data, self.socket), address
+            self._dropped(address)
+
+    def _dropped(self, address: object) -> None:
+        self.truncated_datagrams += 1
+        SERVER_LOGGER.warning(
+            "%s: dropped a datagram from %r larger than max_packet_size (%d bytes)",
+            type(self).__name__,
+            address,
+            self.max_packet_size,
+        )
+
     async def get_request(self) -> tuple[DatagramRequest, AddressT]:
         """Receive the next datagram (waiting if none is queued)."""
-        await checkpoint_if_cancelled()
-        self._recv_budget -= 1
-        if self._recv_budget <= 0:
-            self._recv_budget = FAIRNESS_INTERVAL
-            await cancel_shielded_checkpoint()
         sock = self._sock
+        if self._idle:
+            # The queue was just found empty: wait first (a full checkpoint)
+            # rather than repeat a failing recvfrom().
+            self._idle = False
+            self._recv_budget = FAIRNESS_INTERVAL
+            await wait_readable(sock)
+        else:
+            await checkpoint_if_cancelled()
+            self._recv_budget -= 1
+            if self._recv_budget <= 0:
+                self._recv_budget = FAIRNESS_INTERVAL
+                await cancel_shielded_checkpoint()
         limit = self.max_packet_size
         while True:
             try:
@@ -75,13 +111,7 @@ class DatagramServer(SocketServer[DatagramRequest, AddressT]):
                 continue
             if len(data) <= limit:
                 return (data, self.socket), address
-            self.truncated_datagrams += 1
-            SERVER_LOGGER.warning(
-                "%s: dropped a datagram from %r larger than max_packet_size (%d bytes)",
-                type(self).__name__,
-                address,
-                limit,
-            )
+            self._dropped(address)
 
 
 class UDPServer(DatagramServer[IPAddress]):

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NoReturn
 import attrs
 import trio
 
+from ._connection_stream import FAIRNESS_INTERVAL
 from ._handlers import BaseRequestHandler
 from ._log import SERVER_LOGGER
 from ._typevars import AddressT, RequestT
@@ -211,6 +212,8 @@ class BaseServer(Generic[RequestT, AddressT]):
         self._errors = 0
         self._accept_errors = 0
         self._backoff = _BACKOFF_START
+        self._ready_taker: Callable[[], tuple[RequestT, AddressT] | None] | None = None
+        self._fast_budget = FAIRNESS_INTERVAL
 
     # -- validation ------------------------------------------------------------
 
@@ -369,6 +372,7 @@ class BaseServer(Generic[RequestT, AddressT]):
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
             raise ValueError(f"poll_interval must be a number > 0, not {poll_interval!r}")
         self._serving = True
+        self._ready_taker = self._ready_taker_for()
         self._stopped = trio.Event()
         if not self._shutdown_requested:
             self._shutting_down = trio.Event()
@@ -394,6 +398,7 @@ class BaseServer(Generic[RequestT, AddressT]):
         finally:
             _serving_here.reset(token)
             self._nursery = None
+            self._ready_taker = None
             self._handlers_scope = None
             self._accept_scope = None
             self._serving = False
@@ -472,10 +477,43 @@ class BaseServer(Generic[RequestT, AddressT]):
     async def _wait_for_capacity(self) -> None:
         """Wait until another request may be taken (concurrency cap)."""
 
+    def _has_capacity(self) -> bool:
+        """Whether another request may be taken now (concurrency cap)."""
+        return True
+
+    def _take_ready(self) -> tuple[RequestT, AddressT] | None:
+        """Take a request that is already queued, without waiting; ``None``
+        if there is none. Only used while ``get_request`` is not overridden
+        (see :meth:`_ready_taker_for`)."""
+        return None
+
+    def _ready_taker_for(self) -> Callable[[], tuple[RequestT, AddressT] | None] | None:
+        """The fast-path taker, or None when ``get_request`` is user code."""
+        return None
+
     async def _handle_one(self, deadline: float = math.inf) -> bool:
         """Take one request and process it; False if none was taken.
 
         The stdlib's ``_handle_request_noblock`` plus Rules 1, 2 and 4."""
+        # Fast path: a request already queued is taken without a cancel scope
+        # (the scope exists only to interrupt a *wait* in phase 1). Used only
+        # with the built-in get_request, whose ready-taker this is; anything
+        # unusual (an error, nothing queued, the cap) takes the slow path.
+        taker = self._ready_taker
+        if taker is not None and deadline == math.inf:
+            await trio.lowlevel.checkpoint_if_cancelled()  # Rule 1 of the stream
+            self._fast_budget -= 1
+            if self._fast_budget <= 0:  # fairness, as the stream's Rule 2
+                self._fast_budget = FAIRNESS_INTERVAL
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            if not self._shutdown_requested and self._has_capacity():
+                try:
+                    taken = taker()
+                except OSError:
+                    taken = None
+                if taken is not None:
+                    await self._process(*taken)
+                    return True
         with trio.CancelScope(deadline=deadline) as accept_scope:
             self._accept_scope = accept_scope
             if self._shutdown_requested:
@@ -487,6 +525,11 @@ class BaseServer(Generic[RequestT, AddressT]):
                 self._accept_scope = None
         if accept_scope.cancelled_caught:
             return False
+        await self._process(request, client_address)
+        return True
+
+    async def _process(self, request: RequestT, client_address: AddressT) -> None:
+        """Verify and process one taken request (Rules 1 and 2)."""
         self._received += 1
         self._active += 1
         try:
@@ -505,7 +548,6 @@ class BaseServer(Generic[RequestT, AddressT]):
             # Concurrent servers count their handler tasks themselves; here the
             # count covers a request processed in this task.
             self._active -= 1
-        return True
 
     async def _get_request_backing_off(self) -> tuple[RequestT, AddressT]:
         while True:

@@ -14,6 +14,7 @@ address type (an IP tuple versus a path) to the type checker.
 from __future__ import annotations
 
 import socket as _socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
@@ -58,14 +59,36 @@ class StreamServer(SocketServer[ConnectionStream, AddressT]):
         self._sock.listen(self.request_queue_size)
         super().server_activate()
 
+    _idle: bool = False
+
+    def _ready_taker_for(self) -> Callable[[], tuple[ConnectionStream, AddressT] | None] | None:
+        if type(self).get_request is not StreamServer.get_request:
+            return None
+        return self._take_ready
+
+    def _take_ready(self) -> tuple[ConnectionStream, AddressT] | None:
+        try:
+            conn, address = self._sock.accept()
+        except BlockingIOError:
+            self._idle = True  # get_request will wait before accepting again
+            return None
+        return ConnectionStream(conn), address
+
     async def get_request(self) -> tuple[ConnectionStream, AddressT]:
         """Accept the next connection (waiting if none is pending)."""
-        await checkpoint_if_cancelled()
-        self._accept_budget -= 1
-        if self._accept_budget <= 0:
-            self._accept_budget = FAIRNESS_INTERVAL
-            await cancel_shielded_checkpoint()
         sock = self._sock
+        if self._idle:
+            # The queue was just found empty: wait first (a full checkpoint)
+            # rather than repeat a failing accept().
+            self._idle = False
+            self._accept_budget = FAIRNESS_INTERVAL
+            await wait_readable(sock)
+        else:
+            await checkpoint_if_cancelled()
+            self._accept_budget -= 1
+            if self._accept_budget <= 0:
+                self._accept_budget = FAIRNESS_INTERVAL
+                await cancel_shielded_checkpoint()
         while True:
             try:
                 conn, address = sock.accept()
