@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,10 +111,6 @@ async def udp_roundtrip(address: tuple[Any, ...], payload: bytes) -> tuple[bytes
         with trio.fail_after(10):
             data, peer = await s.recvfrom(65536)
         return data, peer
-
-
-def live_threads() -> set[threading.Thread]:
-    return set(threading.enumerate())
 
 
 @pytest.fixture

@@ -168,11 +168,17 @@ async def test_close_wakes_a_task_waiting_to_send(
     pair: tuple[ConnectionStream, socket.socket],
 ) -> None:
     stream, _ = pair
-    # Fill the send buffer so that the stream is not writable.
+    # Fill the send buffer (the peer never reads) until sending blocks.
     stream.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    with trio.move_on_after(0.5):
+
+    async def fill() -> None:
         while True:
             await stream.send_all(b"x" * 65536)
+
+    async with trio.open_nursery() as filler:
+        filler.start_soon(fill)
+        await trio.testing.wait_all_tasks_blocked()  # fill() waits: the buffer is full
+        filler.cancel_scope.cancel()
 
     async def waiter() -> None:
         with pytest.raises(trio.ClosedResourceError):

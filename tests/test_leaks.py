@@ -78,7 +78,8 @@ async def test_nothing_outlives_server_close(
             assert server.statistics().active_requests == 5
             await server.shutdown()
             assert server.statistics().active_requests == 0
-        assert not nursery.child_tasks, "serve_forever left tasks behind"
+            await trio.testing.wait_all_tasks_blocked()
+            assert not nursery.child_tasks, "serve_forever did not return"
     for client in clients:
         if isinstance(client, trio.socket.SocketType):
             client.close()

@@ -122,6 +122,11 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
             self._trio_socket = trio.socket.from_stdlib_socket(self._sock)
         return self._trio_socket
 
+    @property
+    def family(self) -> int:
+        """The socket's address family (``AF_INET``, ``AF_INET6``, ``AF_UNIX``)."""
+        return self._sock.family
+
     def fileno(self) -> int:
         """The socket's file descriptor (``-1`` once closed)."""
         return self._sock.fileno()

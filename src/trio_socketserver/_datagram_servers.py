@@ -6,7 +6,7 @@ server's :mod:`trio.socket` object: reply with
 
 Oversized datagrams: the stdlib reads ``max_packet_size`` bytes and silently
 serves the truncated start of a larger datagram as if it were whole. Here
-``get_request`` reads one byte more than ``max_packet_size``; a datagram that
+the server reads one byte more than ``max_packet_size``; a datagram that
 fills it was truncated, so it is dropped and logged instead of served, and
 counted in the server's ``truncated_datagrams`` attribute.
 """
@@ -14,10 +14,7 @@ counted in the server's ``truncated_datagrams`` attribute.
 from __future__ import annotations
 
 import socket as _socket
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
 
 from ._addresses import (
     IPAddress,
@@ -28,7 +25,6 @@ from ._addresses import (
     check_unix_address,
     family_for_ip_address,
 )
-from ._connection_stream import FAIRNESS_INTERVAL
 from ._handlers import BaseRequestHandler, DatagramRequest
 from ._log import SERVER_LOGGER
 from ._socket_server import SocketServer
@@ -55,15 +51,7 @@ class DatagramServer(SocketServer[DatagramRequest, AddressT]):
     #: Largest datagram served; larger ones are dropped and logged.
     max_packet_size: int = 8192
     _transport_kind: ClassVar[str | None] = "datagram"
-    _recv_budget: int = FAIRNESS_INTERVAL
     truncated_datagrams: int = 0
-
-    _idle: bool = False
-
-    def _ready_taker_for(self) -> Callable[[], tuple[DatagramRequest, AddressT] | None] | None:
-        if type(self).get_request is not DatagramServer.get_request:
-            return None
-        return self._take_ready
 
     def _take_ready(self) -> tuple[DatagramRequest, AddressT] | None:
         limit = self.max_packet_size
@@ -71,7 +59,6 @@ class DatagramServer(SocketServer[DatagramRequest, AddressT]):
             try:
                 data, address = self._sock.recvfrom(limit + 1)
             except BlockingIOError:
-                self._idle = True  # get_request will wait before receiving again
                 return None
             if len(data) <= limit:
                 return (data, self.socket), address
@@ -85,33 +72,6 @@ class DatagramServer(SocketServer[DatagramRequest, AddressT]):
             address,
             self.max_packet_size,
         )
-
-    async def get_request(self) -> tuple[DatagramRequest, AddressT]:
-        """Receive the next datagram (waiting if none is queued)."""
-        sock = self._sock
-        if self._idle:
-            # The queue was just found empty: wait first (a full checkpoint)
-            # rather than repeat a failing recvfrom().
-            self._idle = False
-            self._recv_budget = FAIRNESS_INTERVAL
-            await wait_readable(sock)
-        else:
-            await checkpoint_if_cancelled()
-            self._recv_budget -= 1
-            if self._recv_budget <= 0:
-                self._recv_budget = FAIRNESS_INTERVAL
-                await cancel_shielded_checkpoint()
-        limit = self.max_packet_size
-        while True:
-            try:
-                data, address = sock.recvfrom(limit + 1)
-            except BlockingIOError:
-                self._recv_budget = FAIRNESS_INTERVAL
-                await wait_readable(sock)
-                continue
-            if len(data) <= limit:
-                return (data, self.socket), address
-            self._dropped(address)
 
 
 class UDPServer(DatagramServer[IPAddress]):

@@ -121,7 +121,7 @@ class StreamRequestHandler(BaseRequestHandler[ConnectionStream, AddressT, Server
         self.wfile = StreamWriter(self.connection, self.wbufsize, self.timeout)
 
     def _is_tcp(self) -> bool:
-        return self.connection.socket.family in (socket.AF_INET, socket.AF_INET6)
+        return self.connection.family in (socket.AF_INET, socket.AF_INET6)
 
     async def finish(self) -> None:
         # As the stdlib: flush what the handler wrote, ignoring a client that

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -60,7 +61,7 @@ def pick_server_class(address: object, handler_class: object) -> type[SocketServ
 def describe_address(server: BaseServer[Any, Any]) -> str:
     """``tcp://127.0.0.1:8000``, ``udp://[::1]:53``, ``unix:/run/x.sock``..."""
     address = server.server_address
-    datagram = getattr(server, "socket_type", None) == __import__("socket").SOCK_DGRAM
+    datagram = getattr(server, "socket_type", None) == socket.SOCK_DGRAM
     if isinstance(address, tuple):
         host = address[0]
         if ":" in host:
@@ -115,16 +116,12 @@ async def serve(
             describe_address(server),
         )
         async with trio.open_nursery() as nursery:
+            signal_scope = trio.CancelScope()
             if handle_signals and threading.current_thread() is threading.main_thread():
-                signal_scope = trio.CancelScope()
                 nursery.start_soon(_shutdown_on_signals, server, signal_scope)
-            else:
-                signal_scope = None
-            await nursery.start(server.serve_forever)
-            task_status.started(server)
-            await server._stopped.wait()
-            if signal_scope is not None:
-                signal_scope.cancel()
+            # serve_forever reports task_status.started(server) itself.
+            await server.serve_forever(task_status=task_status)
+            signal_scope.cancel()
         SERVE_LOGGER.info("stopped serving on %s", describe_address(server))
 
 

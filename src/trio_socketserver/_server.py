@@ -213,7 +213,8 @@ class BaseServer(Generic[RequestT, AddressT]):
         self._accept_errors = 0
         self._backoff = _BACKOFF_START
         self._ready_taker: Callable[[], tuple[RequestT, AddressT] | None] | None = None
-        self._fast_budget = FAIRNESS_INTERVAL
+        self._budget = FAIRNESS_INTERVAL
+        self._queue_empty = False
 
     # -- validation ------------------------------------------------------------
 
@@ -236,7 +237,7 @@ class BaseServer(Generic[RequestT, AddressT]):
         if issubclass(handler_class, BaseRequestHandler):
             for hook in ("setup", "handle", "finish"):
                 method = getattr(handler_class, hook)
-                if not _is_async(method):
+                if not inspect.iscoroutinefunction(method):
                     raise TypeError(
                         f"{handler_class.__qualname__}.{hook} must be defined with 'async def': "
                         "these servers await setup(), handle() and finish()"
@@ -481,15 +482,21 @@ class BaseServer(Generic[RequestT, AddressT]):
         """Whether another request may be taken now (concurrency cap)."""
         return True
 
-    def _take_ready(self) -> tuple[RequestT, AddressT] | None:
-        """Take a request that is already queued, without waiting; ``None``
-        if there is none. Only used while ``get_request`` is not overridden
-        (see :meth:`_ready_taker_for`)."""
+    def _ready_taker_for(self) -> Callable[[], tuple[RequestT, AddressT] | None] | None:
+        """A function that takes an already-queued request without waiting
+        (``None`` if nothing is queued), usable instead of ``get_request``;
+        or None. Socket servers provide one while get_request is theirs."""
         return None
 
-    def _ready_taker_for(self) -> Callable[[], tuple[RequestT, AddressT] | None] | None:
-        """The fast-path taker, or None when ``get_request`` is user code."""
-        return None
+    async def _fair_checkpoint(self) -> None:
+        """Check for cancellation (always) and yield to the scheduler every
+        ``FAIRNESS_INTERVAL`` calls: the stream's Rules 1 and 2, for taking
+        requests."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._budget -= 1
+        if self._budget <= 0:
+            self._budget = FAIRNESS_INTERVAL
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _handle_one(self, deadline: float = math.inf) -> bool:
         """Take one request and process it; False if none was taken.
@@ -501,19 +508,17 @@ class BaseServer(Generic[RequestT, AddressT]):
         # unusual (an error, nothing queued, the cap) takes the slow path.
         taker = self._ready_taker
         if taker is not None and deadline == math.inf:
-            await trio.lowlevel.checkpoint_if_cancelled()  # Rule 1 of the stream
-            self._fast_budget -= 1
-            if self._fast_budget <= 0:  # fairness, as the stream's Rule 2
-                self._fast_budget = FAIRNESS_INTERVAL
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            await self._fair_checkpoint()
             if not self._shutdown_requested and self._has_capacity():
                 try:
                     taken = taker()
                 except OSError:
-                    taken = None
+                    taken = None  # the scoped path retries it and backs off
                 if taken is not None:
                     await self._process(*taken)
                     return True
+                # Nothing queued: get_request waits before it tries again.
+                self._queue_empty = True
         with trio.CancelScope(deadline=deadline) as accept_scope:
             self._accept_scope = accept_scope
             if self._shutdown_requested:
@@ -617,10 +622,6 @@ def _check_grace_period(value: object) -> None:
         or value < 0
     ):
         raise ValueError(f"grace_period must be None or a number of seconds >= 0, not {value!r}")
-
-
-def _is_async(method: Callable[..., object]) -> bool:
-    return inspect.iscoroutinefunction(method)
 
 
 def _raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:

@@ -18,12 +18,13 @@ removed on close.
 from __future__ import annotations
 
 import socket as _socket
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import _unix_path
-from ._connection_stream import _in_trio_run
+from ._connection_stream import FAIRNESS_INTERVAL, _in_trio_run
 from ._server import BaseServer
 from ._typevars import AddressT, RequestT
 
@@ -52,7 +53,6 @@ class SocketServer(BaseServer[RequestT, AddressT]):
 
     #: Servers on AF_UNIX keep track of the file they bound.
     _unix_file: _unix_path.BoundFile | None = None
-    _is_unix: ClassVar[bool] = False
 
     socket: trio.socket.SocketType
 
@@ -130,6 +130,39 @@ class SocketServer(BaseServer[RequestT, AddressT]):
     def fileno(self) -> int:
         """The socket's file descriptor."""
         return self._sock.fileno()
+
+    # -- taking requests ---------------------------------------------------------
+
+    def _take_ready(self) -> tuple[RequestT, AddressT] | None:
+        """Take a request that is already queued (accept a connection,
+        receive a datagram) without waiting; ``None`` when there is none."""
+        raise NotImplementedError
+
+    def _ready_taker_for(self) -> Callable[[], tuple[RequestT, AddressT] | None] | None:
+        # The engine's scope-free fast path may only replace get_request when
+        # get_request is this one; an override is user code and is awaited.
+        return self._take_ready if type(self).get_request is SocketServer.get_request else None
+
+    async def get_request(self) -> tuple[RequestT, AddressT]:
+        """Wait for and take the next request: accept a connection (stream
+        servers) or receive a datagram (datagram servers).
+
+        Takes a queued request without yielding, yielding at least every
+        ``FAIRNESS_INTERVAL`` requests; after the queue was found empty it
+        waits for readability before trying again instead of repeating a
+        failing syscall."""
+        if self._queue_empty:
+            self._queue_empty = False
+            await self._wait_for_socket()
+        else:
+            await self._fair_checkpoint()
+        while (taken := self._take_ready()) is None:
+            await self._wait_for_socket()
+        return taken
+
+    async def _wait_for_socket(self) -> None:
+        self._budget = FAIRNESS_INTERVAL  # waiting is a full checkpoint
+        await trio.lowlevel.wait_readable(self._sock)
 
     def _check_ready(self, what: str) -> None:
         if not (self._bound and self._activated) or self._sock.fileno() == -1:

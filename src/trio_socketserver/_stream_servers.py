@@ -1,10 +1,10 @@
 """TCPServer and UnixStreamServer: one connection per request.
 
-``get_request`` accepts without yielding when a connection is already
-waiting, and yields to the scheduler at least every ``FAIRNESS_INTERVAL``
-accepts (the same two rules as :mod:`._connection_stream`), so a burst of
-connections cannot starve the handlers already running. Each accepted
-connection becomes a :class:`ConnectionStream`.
+``get_request`` (in :mod:`._socket_server`) accepts without yielding when a
+connection is already waiting and yields at least every
+``FAIRNESS_INTERVAL`` requests, so a burst of connections cannot starve the
+handlers already running. Each accepted connection becomes a
+:class:`ConnectionStream`.
 
 Unlike the stdlib, ``UnixStreamServer`` is not a subclass of ``TCPServer``
 here: both derive from :class:`StreamServer`, so that each can state its own
@@ -14,10 +14,7 @@ address type (an IP tuple versus a path) to the type checker.
 from __future__ import annotations
 
 import socket as _socket
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled, wait_readable
 
 from ._addresses import (
     IPAddress,
@@ -27,7 +24,7 @@ from ._addresses import (
     check_unix_address,
     family_for_ip_address,
 )
-from ._connection_stream import FAIRNESS_INTERVAL, ConnectionStream
+from ._connection_stream import ConnectionStream
 from ._handlers import BaseRequestHandler
 from ._socket_server import SocketServer
 from ._typevars import AddressT
@@ -52,51 +49,18 @@ class StreamServer(SocketServer[ConnectionStream, AddressT]):
 
     socket_type: int = _socket.SOCK_STREAM
     _transport_kind: ClassVar[str | None] = "stream"
-    _accept_budget: int = FAIRNESS_INTERVAL
 
     def server_activate(self) -> None:
         """Listen, with a backlog of ``request_queue_size``."""
         self._sock.listen(self.request_queue_size)
         super().server_activate()
 
-    _idle: bool = False
-
-    def _ready_taker_for(self) -> Callable[[], tuple[ConnectionStream, AddressT] | None] | None:
-        if type(self).get_request is not StreamServer.get_request:
-            return None
-        return self._take_ready
-
     def _take_ready(self) -> tuple[ConnectionStream, AddressT] | None:
         try:
             conn, address = self._sock.accept()
         except BlockingIOError:
-            self._idle = True  # get_request will wait before accepting again
             return None
         return ConnectionStream(conn), address
-
-    async def get_request(self) -> tuple[ConnectionStream, AddressT]:
-        """Accept the next connection (waiting if none is pending)."""
-        sock = self._sock
-        if self._idle:
-            # The queue was just found empty: wait first (a full checkpoint)
-            # rather than repeat a failing accept().
-            self._idle = False
-            self._accept_budget = FAIRNESS_INTERVAL
-            await wait_readable(sock)
-        else:
-            await checkpoint_if_cancelled()
-            self._accept_budget -= 1
-            if self._accept_budget <= 0:
-                self._accept_budget = FAIRNESS_INTERVAL
-                await cancel_shielded_checkpoint()
-        while True:
-            try:
-                conn, address = sock.accept()
-            except BlockingIOError:
-                self._accept_budget = FAIRNESS_INTERVAL
-                await wait_readable(sock)
-            else:
-                return ConnectionStream(conn), address
 
     async def shutdown_request(self, request: ConnectionStream) -> None:
         """Send EOF to the client (``SHUT_WR``), then :meth:`close_request`."""
