@@ -1,0 +1,237 @@
+"""Engine: the async server engine, driven by a blocking server.
+
+A :mod:`trio_socketserver.sync` server is a *front*: it has the stdlib's
+attributes and blocking hooks, and user subclasses override those. Each front
+owns one ``Engine``, an async :class:`trio_socketserver.BaseServer` whose
+async hooks call the front's blocking hooks. So the accept loop, the
+shutdown phases, the accept-error back-off (Rule 4), the error routing
+(Rules 1 and 2) and the fairness rules are the async API's own code, not a
+second implementation.
+
+Theory of operation
+-------------------
+``front.serve_forever()`` runs ``trio.run`` in the calling thread (the *loop
+thread*) around ``Engine.serve_forever``. Blocking hooks are called inline in
+that thread, exactly where the stdlib calls them: in a sequential server the
+handler runs in the thread that called ``serve_forever``, so thread-bound
+objects (a ``sqlite3`` connection, thread-locals) behave as before, and
+Ctrl-C interrupts a running handler as it does in the stdlib. A threading
+front hands the request to a worker thread in ``process_request``.
+
+Rule 1 (never block the loop thread by accident). The engine only calls the
+    built-in ``get_request`` when it may not block: the listening socket is
+    non-blocking at the file-descriptor level (stream servers) or read with
+    ``MSG_DONTWAIT`` (datagram servers), and ``BlockingIOError`` means "wait
+    for readability". An overridden ``get_request`` is called only after the
+    socket is readable, as the stdlib's ``select`` loop does.
+Rule 2 (cross-thread calls are one-way). Other threads never wait on the
+    loop: ``shutdown()`` and finished worker threads reach it with
+    :meth:`trio.lowlevel.TrioToken.run_sync_soon` (the primitive under
+    :mod:`trio.from_thread`), and only when something is waiting for them, so
+    a request costs no cross-thread round trip.
+Rule 3 (in-flight requests are known). Every request is registered with the
+    front from the moment it is taken until it is shut down, so that a
+    shutdown past its grace period can unblock the handlers stuck in socket
+    I/O (see ``BaseServer._unblock_requests``).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._connection_stream import FAIRNESS_INTERVAL
+from .._log import SERVER_LOGGER
+from .._server import _DEFAULT as _DEFAULT_GRACE
+from .._server import BaseServer as _AsyncBaseServer
+
+if TYPE_CHECKING:
+    from ._servers import BaseServer
+
+__all__ = ["Engine"]
+
+_Taken = tuple[Any, Any]
+
+
+class Engine(_AsyncBaseServer[Any, Any]):
+    """The async server behind one blocking front (see the module docstring)."""
+
+    def __init__(self, front: BaseServer) -> None:
+        # The engine never constructs handlers: the front's hooks do.
+        super().__init__(None, front.RequestHandlerClass)
+        self._front = front
+        self._fd = -1
+        self._take: Callable[[], _Taken] | None = None
+        self._lock = threading.Lock()
+        self._capacity_waiter: trio.Event | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._after_request = False
+
+    def _check_handler_class(self, handler_class: Any) -> Any:
+        return handler_class  # the front validated its own handler class
+
+    # -- one run (serve_forever or handle_request) ---------------------------------
+
+    def _prepare(self) -> None:
+        """Called in the loop thread inside trio.run, before taking requests."""
+        front = self._front
+        front._check_serving_config()
+        self._token = trio.lowlevel.current_trio_token()
+        self._fd = front.fileno()
+        if self._fd < 0:
+            raise RuntimeError(
+                f"{type(front).__name__}: the server socket is closed; create a new server"
+            )
+        self._take = front._ready_taker()
+        self._queue_empty = False
+        self._after_request = front._has_service_actions()
+        front._loop_started(self)
+
+    async def run_forever(self, poll_interval: float) -> None:
+        self._prepare()
+        await self.serve_forever(poll_interval)
+
+    async def run_one(self, wait_for: float | None) -> None:
+        self._prepare()
+        deadline = math.inf if wait_for is None else trio.current_time() + wait_for
+        if not await self._handle_one(deadline):
+            self._front.handle_timeout()
+
+    def begin_shutdown_threadsafe(self, token: trio.lowlevel.TrioToken) -> None:
+        """Start shutdown of the run ``token`` belongs to, from any thread (Rule 2)."""
+        try:
+            token.run_sync_soon(self._begin_shutdown, _DEFAULT_GRACE)
+        except trio.RunFinishedError:
+            pass  # serve_forever already returned
+
+    def begin_shutdown_here(self) -> None:
+        """Start shutdown from the loop thread (a handler or service_actions)."""
+        self._begin_shutdown(_DEFAULT_GRACE)
+
+    # -- capacity (concurrency caps of the mixins) -------------------------------------
+
+    def _has_capacity(self) -> bool:
+        return self._front._has_capacity()
+
+    async def _wait_for_capacity(self) -> None:
+        front = self._front
+        while not front._has_capacity():
+            event = trio.Event()
+            with self._lock:
+                self._capacity_waiter = event
+            if front._has_capacity():  # freed before we published the waiter
+                with self._lock:
+                    self._capacity_waiter = None
+                return
+            await front._wait_for_capacity(event)
+
+    def capacity_freed(self) -> None:
+        """Called from any thread when a request slot frees up (Rule 2): wakes
+        the accept loop if, and only if, it waits for capacity."""
+        if self._capacity_waiter is None:  # racy read, rechecked under the lock
+            return
+        event = self._take_capacity_waiter()
+        token = self._token
+        if event is not None and token is not None:
+            try:
+                token.run_sync_soon(event.set)
+            except trio.RunFinishedError:
+                pass
+
+    def _take_capacity_waiter(self) -> trio.Event | None:
+        with self._lock:
+            event, self._capacity_waiter = self._capacity_waiter, None
+        return event
+
+    # -- taking requests (Rule 1) --------------------------------------------------------
+
+    def _ready_taker_for(self) -> Callable[[], _Taken | None] | None:
+        return self._take_now if self._take is not None else None
+
+    def _take_now(self) -> _Taken | None:
+        assert self._take is not None
+        try:
+            return self._take()
+        except BlockingIOError:
+            return None
+
+    async def _wait_readable(self) -> None:
+        self._budget = FAIRNESS_INTERVAL  # waiting is a full checkpoint
+        await trio.lowlevel.wait_readable(self._fd)
+
+    async def get_request(self) -> _Taken:
+        front = self._front
+        if self._take is None:
+            # An overridden get_request: call it only once the socket is readable.
+            while True:
+                await self._wait_readable()
+                try:
+                    return _closed_is_closed(front.get_request)
+                except BlockingIOError:
+                    continue  # someone else took it (another process sharing the socket)
+        if self._queue_empty:
+            self._queue_empty = False
+            await self._wait_readable()
+        else:
+            await self._fair_checkpoint()
+        while True:
+            try:
+                return _closed_is_closed(self._take)
+            except BlockingIOError:
+                await self._wait_readable()
+
+    # -- the blocking hooks --------------------------------------------------------------
+
+    async def _process(self, request: Any, client_address: Any) -> None:
+        front = self._front
+        front._remember(request)
+        try:
+            await super()._process(request, client_address)
+        finally:
+            if not front._hands_off_requests:
+                front._forget(request)
+        if self._after_request:
+            self._run_service_actions_once()
+
+    async def verify_request(self, request: Any, client_address: Any) -> bool:
+        return bool(self._front.verify_request(request, client_address))
+
+    async def process_request(self, request: Any, client_address: Any) -> None:
+        self._front.process_request(request, client_address)
+
+    async def shutdown_request(self, request: Any) -> None:
+        front = self._front
+        front._forget(request)
+        front.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self._front.handle_error(request, client_address)
+
+    async def service_actions(self) -> None:
+        self._front.service_actions()
+
+    def _run_service_actions_once(self) -> None:
+        # The stdlib calls service_actions() after every request as well as
+        # every poll_interval; ForkingMixIn reaps children there.
+        try:
+            self._front.service_actions()
+        except Exception:
+            SERVER_LOGGER.exception("%s.service_actions raised", type(self._front).__name__)
+
+
+def _closed_is_closed(take: Callable[[], _Taken]) -> _Taken:
+    """Call ``take``; a socket closed under it is the engine's
+    ClosedResourceError (shutdown), not an accept error to back off from."""
+    try:
+        return take()
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise trio.ClosedResourceError("the server socket was closed") from exc
+        raise

@@ -1,0 +1,178 @@
+"""WorkerPool: reusable handler threads for ThreadingMixIn.
+
+The stdlib starts a new ``threading.Thread`` for every request and keeps
+every non-daemon one in a list until ``server_close`` joins it. Starting a
+thread costs more than handing work to one that already exists, so the pool
+keeps finished threads for the next request.
+
+Rules
+-----
+Rule 1: a job is never queued behind a running one while a thread could
+    take it: ``submit`` wakes an idle thread or starts a new one. The only
+    queue is for when the system refuses a new thread (``RuntimeError: can't
+    start new thread``); the pool then reports no capacity until a thread is
+    free, and the server stops accepting (backpressure) instead of dropping
+    the request as the stdlib does.
+Rule 2: an idle thread waits on a lock of its own; ``submit`` claims the
+    most recently idle thread (LIFO: warm caches, and the coldest threads
+    are the ones that time out and exit after ``IDLE_TIMEOUT`` seconds).
+Rule 3: every thread the pool started is accounted for until it has exited:
+    :meth:`join` waits for all of them, so nothing outlives ``server_close``
+    unless the caller chose not to wait (``daemon_threads``,
+    ``block_on_close = False``).
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = ["IDLE_TIMEOUT", "WorkerPool"]
+
+#: Seconds an idle thread waits for work before it exits.
+IDLE_TIMEOUT: Final = 30.0
+
+_Job = tuple[Callable[..., object], tuple[Any, ...]]
+
+
+class _Idle:
+    """An idle thread's parking spot: its lock is held while it sleeps."""
+
+    __slots__ = ("job", "wake")
+
+    def __init__(self) -> None:
+        self.wake = _thread.allocate_lock()
+        self.wake.acquire()
+        self.job: _Job | None = None
+
+
+class WorkerPool:
+    """Threads that run jobs, reused between jobs.
+
+    Args:
+      name: prefix of the threads' names.
+      on_free: called (from a worker thread) each time a busy thread
+        finishes a job; the server uses it to resume accepting at its cap.
+    """
+
+    def __init__(self, name: str, on_free: Callable[[], None]) -> None:
+        self._name = name
+        self._on_free = on_free
+        self._lock = threading.Lock()
+        self._idle: list[_Idle] = []
+        self._backlog: deque[_Job] = deque()
+        self._threads: set[threading.Thread] = set()
+        self._all_exited = threading.Condition(self._lock)
+        self._busy = 0
+        self._closed = False
+        self._started = 0
+
+    @property
+    def busy(self) -> int:
+        """Jobs running or waiting for a thread."""
+        return self._busy
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the system refused a thread and a job still waits for one."""
+        return bool(self._backlog)
+
+    @property
+    def threads(self) -> int:
+        """Threads alive (busy or idle)."""
+        return len(self._threads)
+
+    def submit(self, fn: Callable[..., object], args: tuple[Any, ...], *, daemon: bool) -> None:
+        """Run ``fn(*args)`` in a pool thread (Rule 1)."""
+        job = (fn, args)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the server's thread pool is closed (server_close() was called)")
+            self._busy += 1
+            if self._idle:
+                idle = self._idle.pop()
+                idle.job = job
+                idle.wake.release()
+                return
+            self._started += 1
+            number = self._started
+        thread = threading.Thread(
+            target=self._work, args=(job,), name=f"{self._name}-{number}", daemon=daemon
+        )
+        with self._lock:
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:
+            with self._lock:
+                self._threads.discard(thread)
+                if self._busy == 1:
+                    # No thread at all can take it: fail this request (the
+                    # server routes the error to handle_error and closes it).
+                    self._busy -= 1
+                    raise
+                self._backlog.append(job)  # the next free thread takes it
+
+    def _work(self, job: _Job) -> None:
+        me = threading.current_thread()
+        idle = _Idle()
+        try:
+            while True:
+                fn, args = job
+                try:
+                    fn(*args)
+                except BaseException:
+                    # SystemExit or worse from the job: this thread ends, as
+                    # a stdlib handler thread would (threading reports it).
+                    with self._lock:
+                        self._busy -= 1
+                    self._on_free()
+                    raise
+                del fn, args
+                with self._lock:
+                    if self._backlog:
+                        job = self._backlog.popleft()
+                        continue
+                    self._busy -= 1
+                    if self._closed:
+                        return
+                    self._idle.append(idle)
+                self._on_free()
+                if not idle.wake.acquire(timeout=IDLE_TIMEOUT):
+                    with self._lock:
+                        if idle in self._idle:
+                            self._idle.remove(idle)
+                            return
+                    idle.wake.acquire()  # claimed as we timed out: the job is set
+                if idle.job is None:
+                    return  # closed
+                job, idle.job = idle.job, None
+        finally:
+            with self._lock:
+                self._threads.discard(me)
+                if not self._threads:
+                    self._all_exited.notify_all()
+
+    def close(self) -> None:
+        """Take no more jobs; idle threads exit now, busy ones after their job."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for spot in idle:
+            spot.job = None
+            spot.wake.release()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every thread has exited (Rule 3); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._threads:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._all_exited.wait(remaining)
+        return True
