@@ -48,7 +48,6 @@ from .._log import SERVER_LOGGER
 from ._engine import Engine
 
 if TYPE_CHECKING:
-    from types import TracebackType
     from typing import Self
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer", "UnixDatagramServer", "UnixStreamServer"]
@@ -212,12 +211,7 @@ class BaseServer:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *args: object) -> None:
         self.server_close()
 
     # -- overridable hooks (the stdlib's defaults) -------------------------------------------
