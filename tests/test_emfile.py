@@ -9,7 +9,9 @@ import subprocess
 import sys
 import textwrap
 
-SERVER = textwrap.dedent(
+import pytest
+
+ASYNC_SERVER = textwrap.dedent(
     """
     import logging, os, resource, sys
     import trio
@@ -37,13 +39,46 @@ SERVER = textwrap.dedent(
     """
 )
 
+# The same server on the sync adapter, with a blocking handler.
+SYNC_SERVER = textwrap.dedent(
+    """
+    import logging, os, resource, sys
+    import trio_socketserver.sync as socketserver
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(name)s %(levelname)s %(message)s")
+
+    class Hold(socketserver.StreamRequestHandler):
+        def handle(self):
+            self.wfile.write(b"hi")
+            self.rfile.read()  # until the client closes
+
+    class Server(socketserver.ThreadingTCPServer):
+        limited = False
+
+        def service_actions(self):
+            # Once serving (trio's loop holds its descriptors now): room for
+            # exactly 3 more connections than are open.
+            if not self.limited:
+                self.limited = True
+                in_use = len(os.listdir("/proc/self/fd")) - 1  # listdir's own
+                resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 3, resource.getrlimit(
+                    resource.RLIMIT_NOFILE)[1]))
+                print(self.server_address[1], flush=True)
+
+    with Server(("127.0.0.1", 0), Hold) as server:
+        server.serve_forever(poll_interval=0.01)
+    """
+)
+
 
 FAILURE = re.compile(r"get_request\(\) failed with EMFILE .*retrying in ([0-9.]+) seconds")
 
 
-def test_emfile_backs_off_and_recovers() -> None:
+@pytest.mark.parametrize("server", [ASYNC_SERVER, SYNC_SERVER], ids=["async", "sync"])
+def test_emfile_backs_off_and_recovers(server: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", server], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None

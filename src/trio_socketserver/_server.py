@@ -581,7 +581,7 @@ class BaseServer(Generic[RequestT, AddressT]):
         reason = os.strerror(code) if code is not None else str(exc)
         SERVER_LOGGER.error(
             "%s: get_request() failed with %s (%s); %s; retrying in %.2f seconds",
-            type(self).__name__,
+            self._display_name(),
             label,
             reason,
             "out of a resource" if code in _CAPACITY_ERRNOS else "unexpected error",
@@ -589,6 +589,10 @@ class BaseServer(Generic[RequestT, AddressT]):
             exc_info=code not in _CAPACITY_ERRNOS,
         )
         await trio.sleep(delay)
+
+    def _display_name(self) -> str:
+        """The server's name in log messages."""
+        return type(self).__name__
 
     def _report_error(self, request: RequestT, client_address: AddressT) -> None:
         """Rule 2: call handle_error; survive it raising."""
@@ -598,7 +602,7 @@ class BaseServer(Generic[RequestT, AddressT]):
         except Exception:
             SERVER_LOGGER.exception(
                 "%s.handle_error raised while reporting an error for %r",
-                type(self).__name__,
+                self._display_name(),
                 client_address,
             )
 
@@ -609,7 +613,7 @@ class BaseServer(Generic[RequestT, AddressT]):
                 try:
                     await self.service_actions()
                 except Exception:
-                    SERVER_LOGGER.exception("%s.service_actions raised", type(self).__name__)
+                    SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
 
 
 def _check_grace_period(value: object) -> None:

@@ -72,6 +72,9 @@ class Engine(_AsyncBaseServer[Any, Any]):
         self._token: trio.lowlevel.TrioToken | None = None
         self._after_request = False
 
+    def _display_name(self) -> str:
+        return type(self._front).__name__
+
     def _check_handler_class(self, handler_class: Any) -> Any:
         return handler_class  # the front validated its own handler class
 
@@ -221,7 +224,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
         try:
             self._front.service_actions()
         except Exception:
-            SERVER_LOGGER.exception("%s.service_actions raised", type(self._front).__name__)
+            SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
 
 
 def _closed_is_closed(take: Callable[[], _Taken]) -> _Taken:
