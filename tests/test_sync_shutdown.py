@@ -436,3 +436,67 @@ def _wait_refused(port: int) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT).close()
         except ConnectionRefusedError:
             return
+
+
+# -- interpreter exit without server_close() ------------------------------------------------
+
+_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading
+    import trio_socketserver.sync as socketserver
+    from trio_socketserver.sync import _workers
+
+    _workers.IDLE_TIMEOUT = 3600.0  # an idle thread that delayed exit would hang here
+    started = threading.Event()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            data = self.request.recv(100)
+            if data == b"wait":
+                started.set()
+                data = self.request.recv(100)  # the main thread exits meanwhile
+                print("HANDLER DONE", data.decode(), flush=True)
+            self.request.sendall(data)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    print("READY", server.server_address[1], flush=True)
+    sys.stdin.readline()
+    started.wait()
+    server.shutdown()
+    thread.join()
+    print("MAIN EXIT", flush=True)  # no server_close(), as many scripts do
+    """
+)
+
+
+def test_idle_pool_threads_do_not_delay_exit_but_running_handlers_are_waited_for() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", _EXIT_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        try:
+            port = int(proc.stdout.readline().split()[1])
+            address = ("127.0.0.1", port)
+            for _ in range(3):  # leaves idle pooled threads behind
+                with _connect(address) as c:
+                    c.sendall(b"ping")
+                    assert c.recv(100) == b"ping"
+            with _connect(address) as busy:
+                busy.sendall(b"wait")
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                assert proc.stdout.readline() == "MAIN EXIT\n"
+                # A non-daemon handler still running keeps the process alive
+                # (stdlib semantics): it finishes its request, then exit.
+                busy.sendall(b"last")
+                assert proc.stdout.readline() == "HANDLER DONE last\n"
+                assert busy.recv(100) == b"last"
+            assert proc.wait(CLIENT_TIMEOUT) == 0
+        finally:
+            proc.kill()

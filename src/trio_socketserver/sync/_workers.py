@@ -20,6 +20,14 @@ Rule 3: every thread the pool started is accounted for until it has exited:
     :meth:`join` waits for all of them, so nothing outlives ``server_close``
     unless the caller chose not to wait (``daemon_threads``,
     ``block_on_close = False``).
+Rule 4: an idle thread never delays interpreter exit. The stdlib's handler
+    threads end with their request, so a program that never calls
+    ``server_close`` still exits as soon as its handlers are done; idle pool
+    threads would otherwise keep a non-daemon pool alive for
+    ``IDLE_TIMEOUT``. At interpreter shutdown, before it joins non-daemon
+    threads, every pool is closed (idle threads exit, busy ones finish
+    their request first, as in the stdlib), with the hook
+    ``concurrent.futures`` uses for the same purpose.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import _thread
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -37,6 +46,31 @@ __all__ = ["IDLE_TIMEOUT", "WorkerPool"]
 IDLE_TIMEOUT: Final = 30.0
 
 _Job = tuple[Callable[..., object], tuple[Any, ...]]
+
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+_exit_hook_registered = False
+_exit_hook_lock = threading.Lock()
+
+
+def _close_all_pools() -> None:
+    for pool in list(_live_pools):
+        pool.close()
+
+
+def _register_exit_hook() -> None:
+    """Rule 4. ``threading._register_atexit`` runs before the interpreter
+    joins non-daemon threads (``atexit`` would run after: too late)."""
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if _exit_hook_registered:
+            return
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            try:
+                register(_close_all_pools)
+            except RuntimeError:
+                return  # the interpreter is already shutting down
+        _exit_hook_registered = True
 
 
 class _Idle:
@@ -70,6 +104,8 @@ class WorkerPool:
         self._busy = 0
         self._closed = False
         self._started = 0
+        _register_exit_hook()
+        _live_pools.add(self)
 
     @property
     def busy(self) -> int:
