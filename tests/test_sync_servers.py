@@ -401,3 +401,44 @@ def test_regular_file_is_never_deleted(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="is not a socket"):
         sync.UnixStreamServer(str(path), UpperLines)
     assert path.read_text() == "precious"
+
+
+def test_handle_request_at_the_thread_cap_waits_for_a_free_thread() -> None:
+    started = threading.Semaphore(0)
+
+    class Held(sync.BaseRequestHandler):
+        def handle(self) -> None:
+            started.release()
+            self.request.sendall(self.request.recv(100).upper())
+
+    class Server(sync.ThreadingTCPServer):
+        max_threads = 1
+
+    with Server(("127.0.0.1", 0), Held) as server:
+        first = socket.create_connection(server.server_address, timeout=CLIENT_TIMEOUT)
+        second = socket.create_connection(server.server_address, timeout=CLIENT_TIMEOUT)
+        with first, second:
+            server.handle_request()  # hands the first connection to the only thread
+            assert started.acquire(timeout=CLIENT_TIMEOUT)
+            waiter = threading.Thread(target=server.handle_request)
+            waiter.start()  # at the cap: waits for the thread (in trio), not accepting
+            first.sendall(b"one")
+            assert first.recv(100) == b"ONE"
+            waiter.join(CLIENT_TIMEOUT)
+            assert not waiter.is_alive()
+            assert started.acquire(timeout=CLIENT_TIMEOUT), "the second was taken after"
+            second.sendall(b"two")
+            assert second.recv(100) == b"TWO"
+
+
+def test_handle_request_with_an_overridden_get_request() -> None:
+    class Server(sync.UDPServer):
+        def get_request(self) -> Any:
+            (data, sock), address = super().get_request()
+            return (data.replace(b"a", b"b"), sock), address
+
+    with Server(("127.0.0.1", 0), UpperDatagram) as server:
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        assert datagram_roundtrip(server.server_address, b"aaa") == b"BBB"
+        thread.join(CLIENT_TIMEOUT)

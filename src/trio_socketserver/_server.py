@@ -546,13 +546,17 @@ class BaseServer(Generic[RequestT, AddressT]):
             self._report_error(request, client_address)
             await self.shutdown_request(request)
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await self.shutdown_request(request)
+            await self._shutdown_request_shielded(request)
             raise
         finally:
             # Concurrent servers count their handler tasks themselves; here the
             # count covers a request processed in this task.
             self._active -= 1
+
+    async def _shutdown_request_shielded(self, request: RequestT) -> None:
+        """``shutdown_request`` that runs even in a cancelled scope (Rule 1)."""
+        with trio.CancelScope(shield=True):
+            await self.shutdown_request(request)
 
     async def _get_request_backing_off(self) -> tuple[RequestT, AddressT]:
         while True:
@@ -570,11 +574,19 @@ class BaseServer(Generic[RequestT, AddressT]):
                 return request
 
     async def _accept_failed(self, exc: OSError) -> None:
+        delay = self._note_accept_error(exc)
+        if delay is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.sleep(delay)
+
+    def _note_accept_error(self, exc: OSError) -> float | None:
+        """Rule 4: count and log an accept error; return how long to back
+        off, or None to retry at once (the connection died before we took it)."""
         self._accept_errors += 1
         code = exc.errno
         if code in _TRANSIENT_ERRNOS:
-            await trio.lowlevel.checkpoint()
-            return
+            return None
         delay = self._backoff
         self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
         label = errno.errorcode.get(code, "?") if code is not None else type(exc).__name__
@@ -588,7 +600,7 @@ class BaseServer(Generic[RequestT, AddressT]):
             delay,
             exc_info=code not in _CAPACITY_ERRNOS,
         )
-        await trio.sleep(delay)
+        return delay
 
     def _display_name(self) -> str:
         """The server's name in log messages."""

@@ -33,20 +33,29 @@ Rule 3 (in-flight requests are known). Every request is registered with the
     front from the moment it is taken until it is shut down, so that a
     shutdown past its grace period can unblock the handlers stuck in socket
     I/O (see ``BaseServer._unblock_requests``).
+Rule 4 (handle_request needs no loop). Starting trio costs about 400 us,
+    several times a whole request, so ``handle_request`` waits with
+    ``poll(2)`` in the calling thread (as the stdlib does) and then runs the
+    engine's own request processing, which never suspends over blocking
+    hooks, without an event loop. Only a mixin at its cap, which must wait
+    for capacity, takes the trio path.
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import select
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .._connection_stream import FAIRNESS_INTERVAL
 from .._log import SERVER_LOGGER
+from .._server import _BACKOFF_START
 from .._server import _DEFAULT as _DEFAULT_GRACE
 from .._server import BaseServer as _AsyncBaseServer
 
@@ -104,6 +113,57 @@ class Engine(_AsyncBaseServer[Any, Any]):
         deadline = math.inf if wait_for is None else trio.current_time() + wait_for
         if not await self._handle_one(deadline):
             self._front.handle_timeout()
+
+    def handle_one_blocking(self, wait_for: float | None) -> bool | None:
+        """``handle_request`` without an event loop (Rule 4): True if a
+        request was handled (or an accept error backed off), False on
+        timeout, None if it needs the loop (a mixin's cap is reached)."""
+        front = self._front
+        front._check_serving_config()
+        fd = front.fileno()
+        if fd < 0:
+            raise RuntimeError(
+                f"{type(front).__name__}: the server socket is closed; create a new server"
+            )
+        if not front._has_capacity():
+            return None
+        take = front._ready_taker() or front.get_request
+        deadline = None if wait_for is None else time.monotonic() + wait_for
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if deadline is None:
+                ready = poller.poll()
+            else:
+                ready = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+            if not ready:
+                return False
+            try:
+                request, client_address = _closed_is_closed(take)
+            except BlockingIOError:
+                continue  # taken by someone else sharing the socket: wait again
+            except trio.ClosedResourceError:
+                raise RuntimeError(
+                    f"{type(front).__name__}: the server socket was closed"
+                ) from None
+            except OSError as exc:
+                # The stdlib returns here at once (and a handle_request()
+                # loop spins on EMFILE); the engine's Rule 4 logs and backs off.
+                delay = self._note_accept_error(exc)
+                if delay is not None:
+                    time.sleep(delay)
+                return True
+            self._backoff_reset()
+            _run_without_trio(self._process(request, client_address))
+            return True
+
+    def _backoff_reset(self) -> None:
+        self._backoff = _BACKOFF_START
+
+    async def _shutdown_request_shielded(self, request: Any) -> None:
+        # The front's hooks are synchronous: nothing can cancel them, so no
+        # shield (and no trio) is needed, which handle_one_blocking relies on.
+        await self.shutdown_request(request)
 
     def begin_shutdown_threadsafe(self, token: trio.lowlevel.TrioToken) -> None:
         """Start shutdown of the run ``token`` belongs to, from any thread (Rule 2)."""
@@ -225,6 +285,17 @@ class Engine(_AsyncBaseServer[Any, Any]):
             self._front.service_actions()
         except Exception:
             SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
+
+
+def _run_without_trio(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends (the engine's request processing
+    over blocking hooks) to completion, outside trio."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("internal error: request processing suspended outside trio")
 
 
 def _closed_is_closed(take: Callable[[], _Taken]) -> _Taken:

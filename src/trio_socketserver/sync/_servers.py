@@ -53,6 +53,14 @@ if TYPE_CHECKING:
 __all__ = ["BaseServer", "TCPServer", "UDPServer", "UnixDatagramServer", "UnixStreamServer"]
 
 
+class _NotWaitedFor:
+    def set(self) -> None:
+        pass
+
+
+_NOT_WAITED_FOR: Any = _NotWaitedFor()
+
+
 class _Run:
     """One serve_forever() or handle_request() call in progress."""
 
@@ -61,7 +69,9 @@ class _Run:
     def __init__(self, serving: bool) -> None:
         self.serving = serving
         self.stop_requested = False
-        self.stopped = threading.Event()
+        # Only serve_forever() is waited for (by shutdown()); handle_request()
+        # is called in loops, so it does not pay for an Event.
+        self.stopped = threading.Event() if serving else _NOT_WAITED_FOR
         self.thread: int | None = None
         self.token: trio.lowlevel.TrioToken | None = None
 
@@ -171,7 +181,11 @@ class BaseServer:
         assert run is not None
         try:
             self._before_run()
-            trio.run(self._engine.run_one, timeout)
+            handled = self._engine.handle_one_blocking(timeout)
+            if handled is None:
+                trio.run(self._engine.run_one, timeout)
+            elif not handled:
+                self.handle_timeout()
         finally:
             self._end_run(run)
 
