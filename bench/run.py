@@ -1,8 +1,34 @@
 #!/usr/bin/env python3
 """Benchmark harness for trio_socketserver.  Stdlib only; runs under any python3.
 
-    python bench/run.py [--quick] [--rounds N] [--scenarios persistent,cpr,idle,udp]
+    python bench/run.py [--suite async|sync] [--quick] [--rounds N]
+                        [--scenarios persistent,cpr,idle,udp]
                         [--contender NAME[:SCEN,SCEN]=CMD ...] [--only NAME,NAME]
+
+Two suites of contenders (--suite; default async, which is what this harness
+always ran):
+
+  async   the project's async servers against plain trio/anyio peers;
+          scenarios persistent, cpr, idle, udp; ratios against the best
+          baseline of each scenario (BASELINES).
+  sync    trio_socketserver.sync (the drop-in blocking socketserver) against
+          the stdlib socketserver, one pair per server class, the same
+          unchanged stdlib handler class on both sides
+          (bench/servers/sync_servers.py); ratios sync / stdlib per pair and
+          a verdict against the goal of each pair (SYNC_PAIRS):
+            persistent       ThreadingTCPServer, raw recv/sendall echo  >= 1.0x
+            cpr              ThreadingTCPServer and (sequential) TCPServer,
+                             the same echo, connect-per-request  >= 1.0x
+            idle             ThreadingTCPServer: all connections served and
+                             peak RSS (VmHWM) below the stdlib's
+            udp              UDPServer >= 1.0x, ThreadingUDPServer >= 2.0x
+            http-keepalive,  http.server.ThreadingHTTPServer under wrk,
+            http-close       keep-alive / "Connection: close"  >= 1.0x
+          Both sides listen with a backlog of --sync-backlog (default 128;
+          0 keeps the classes' request_queue_size of 5, which turns the
+          connection bursts of these scenarios into SYN-retransmit waits).
+          The http scenarios need wrk (Debian: apt-get install -y wrk); without
+          it they are skipped and the run says so in its output and verdict.
 
 For every scenario, every applicable contender is run once per round; the
 order of contenders is rotated every round (A,B,C / B,C,A / C,A,B ...) so that
@@ -11,6 +37,11 @@ alike.  Every run uses a fresh server process:
 
     taskset -c 0 <server command> --port 0 --host HOST   -> prints "READY <port>"
     taskset -c 1 bench/build/loadgen MODE ...             -> prints one JSON line
+
+For http-keepalive / http-close the load generator is wrk instead
+(`taskset -c 1 wrk -t1 -cN -dD URL`, one thread; a warm-up wrk run of
+`warmup` seconds precedes the measured one), and its ops/s is wrk's
+Requests/sec; socket errors, timeouts and non-2xx responses count as errors.
 
 taskset execs its argument, so the PID we get from Popen *is* the server
 interpreter; this is verified per run (comm must not be "taskset", CPU
@@ -21,7 +52,10 @@ from /proc/PID/stat over the load generator's lifetime), load-generator CPU
 (ru_utime+ru_stime from os.wait4 over its wall time), busy% of cores 0 and 1
 from /proc/stat (includes softirq time, where loopback TCP work is accounted),
 and for `idle` the server's VmRSS while all connections are held open,
-its VmHWM (peak) and its RSS before any load.
+its VmHWM (peak) and its RSS before any load.  Per run the kernel's
+TcpExt ListenOverflows/ListenDrops counters are read before and after: a
+connection dropped because a listen backlog was full waits for a SYN
+retransmit (1 s), so non-zero counts are reported next to the run.
 
 Results go to bench/results/latest.json; per-run server stderr goes to
 bench/results/logs/.
@@ -36,6 +70,7 @@ import platform
 import resource
 import selectors
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -52,7 +87,10 @@ RESULTS = BENCH / "results"
 
 TCP = ("persistent", "cpr", "idle")
 UDP = ("udp",)
-ALL_SCENARIOS = ("persistent", "cpr", "idle", "udp")
+ALL_SCENARIOS = ("persistent", "cpr", "idle", "udp")  # the async suite's
+HTTP = ("http-keepalive", "http-close")  # load generator: wrk
+SYNC_SCENARIOS = ("persistent", "cpr", "idle", "udp", *HTTP)
+KNOWN_SCENARIOS = (*ALL_SCENARIOS, *HTTP)
 
 # ---------------------------------------------------------------------------
 # Contenders: (name, scenarios it applies to, command).  "{python}" is replaced
@@ -84,20 +122,93 @@ BASELINES = {
     "udp": ["trio_udp_echo"],
 }
 
+# ---------------------------------------------------------------------------
+# The sync suite (--suite sync): trio_socketserver.sync against the stdlib's
+# socketserver.  One script serves every pair (bench/servers/sync_servers.py);
+# the two sides of a pair differ only in --impl, so the handler class, the
+# server class name and its defaults are the same, except the listen backlog
+# ("{sync_backlog}" := --sync-backlog, see the module docstring), which is
+# the same on both sides too.
+# ---------------------------------------------------------------------------
+SYNC_SERVER = "bench/servers/sync_servers.py"
+SYNC_BACKLOG = 128
+
+
+def _sync_pair(cls: str, kind: str, scenarios: tuple[str, ...]) -> list:
+    return [
+        (
+            f"{impl}.{cls}",
+            scenarios,
+            [
+                "{python}",
+                SYNC_SERVER,
+                "--impl",
+                impl,
+                "--kind",
+                kind,
+                "--request-queue-size",
+                "{sync_backlog}",
+            ],
+        )
+        for impl in ("stdlib", "sync")
+    ]
+
+
+SYNC_CONTENDERS: list[tuple[str, tuple[str, ...], list[str]]] = [
+    *_sync_pair("ThreadingTCPServer", "threading-tcp", TCP),
+    *_sync_pair("TCPServer", "tcp", ("cpr",)),
+    *_sync_pair("UDPServer", "udp", UDP),
+    *_sync_pair("ThreadingUDPServer", "threading-udp", UDP),
+    *_sync_pair("ThreadingHTTPServer", "http", HTTP),
+]
+
+# scenario -> [(contender, its baseline, goal)].  goal: the minimum ratio of
+# median ops/s (contender / baseline); for idle, None stands for "every
+# connection served, and median peak RSS (VmHWM) below the baseline's".
+SYNC_PAIRS: dict[str, list[tuple[str, str, float | None]]] = {
+    "persistent": [("sync.ThreadingTCPServer", "stdlib.ThreadingTCPServer", 1.0)],
+    "cpr": [
+        ("sync.ThreadingTCPServer", "stdlib.ThreadingTCPServer", 1.0),
+        ("sync.TCPServer", "stdlib.TCPServer", 1.0),
+    ],
+    "idle": [("sync.ThreadingTCPServer", "stdlib.ThreadingTCPServer", None)],
+    "udp": [
+        ("sync.UDPServer", "stdlib.UDPServer", 1.0),
+        ("sync.ThreadingUDPServer", "stdlib.ThreadingUDPServer", 2.0),
+    ],
+    "http-keepalive": [("sync.ThreadingHTTPServer", "stdlib.ThreadingHTTPServer", 1.0)],
+    "http-close": [("sync.ThreadingHTTPServer", "stdlib.ThreadingHTTPServer", 1.0)],
+}
+
 # Scenario parameters.  duration/warmup in seconds.  For idle, "duration"
 # bounds each loadgen phase (connect, hold, round trip), it is not a
-# measuring window.
+# measuring window.  "runner": "wrk" runs wrk (whole seconds only) with
+# "args" instead of the load generator.
 FULL = {
     "persistent": {"duration": 5, "warmup": 1, "args": ["--conns", "50", "--size", "64"]},
     "cpr": {"duration": 5, "warmup": 1, "args": ["--concurrency", "16", "--size", "64"]},
     "udp": {"duration": 5, "warmup": 1, "args": ["--inflight", "32", "--size", "64"]},
     "idle": {"duration": 30, "warmup": 0, "conns": 10000, "args": ["--size", "64"]},
+    "http-keepalive": {"runner": "wrk", "duration": 5, "warmup": 1, "args": ["-c", "50"]},
+    "http-close": {
+        "runner": "wrk",
+        "duration": 5,
+        "warmup": 1,
+        "args": ["-c", "16", "-H", "Connection: close"],
+    },
 }
 QUICK = {
     "persistent": {**FULL["persistent"], "duration": 2, "warmup": 0.5},
     "cpr": {**FULL["cpr"], "duration": 2, "warmup": 0.5},
     "udp": {**FULL["udp"], "duration": 2, "warmup": 0.5},
     "idle": {**FULL["idle"], "duration": 15, "conns": 2000},
+    "http-keepalive": {**FULL["http-keepalive"], "duration": 2, "warmup": 1},
+    "http-close": {**FULL["http-close"], "duration": 2, "warmup": 1},
+}
+
+SUITES = {
+    "async": {"contenders": CONTENDERS, "scenarios": ALL_SCENARIOS, "pairs": None},
+    "sync": {"contenders": SYNC_CONTENDERS, "scenarios": SYNC_SCENARIOS, "pairs": SYNC_PAIRS},
 }
 
 SERVER_CORE = 0
@@ -184,6 +295,30 @@ def core_busy_pct(a: dict, b: dict, core: int, field: int = 0) -> float | None:
     return 100.0 * part / total if total > 0 else None
 
 
+def listen_drops() -> dict[str, int]:
+    """TcpExt ListenOverflows / ListenDrops (this network namespace) from
+    /proc/net/netstat: connections a full listen backlog dropped.  They are
+    counters of the whole network namespace, so another process's drops
+    during a run would be counted too."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for i in range(0, len(lines) - 1, 2):
+        names, values = lines[i].split(), lines[i + 1].split()
+        if names[:1] == ["TcpExt:"] and values[:1] == ["TcpExt:"] and len(names) == len(values):
+            for key in ("ListenOverflows", "ListenDrops"):
+                if key in names:
+                    out[key] = int(values[names.index(key)])
+    return out
+
+
+def listen_drops_delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: b[k] - a[k] for k in b if k in a}
+
+
 def build_loadgen() -> None:
     if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
         return
@@ -207,6 +342,10 @@ def mb(kb) -> str:
 
 
 # ---------------------------------------------------------- one server run
+
+
+#: Seconds a server gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 60
 
 
 class Server:
@@ -292,7 +431,8 @@ class Server:
 
     def log_tail(self, n: int = 15) -> str:
         try:
-            self.logf.flush()
+            if not self.logf.closed:
+                self.logf.flush()
             lines = self.logpath.read_text(errors="replace").splitlines()
             return "\n".join("    | " + x for x in lines[-n:])
         except OSError:
@@ -301,10 +441,12 @@ class Server:
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+            # Generous: a threading server that just served 10,000
+            # connections on one core needs seconds to end its threads.
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                log(f"  ! {self.name}: did not exit 10 s after SIGTERM, killing")
+                log(f"  ! {self.name}: did not exit {STOP_TIMEOUT} s after SIGTERM, killing")
                 self.proc.kill()
                 self.proc.wait()
         self.logf.close()
@@ -340,6 +482,7 @@ def run_loadgen(
     srv_fds0 = proc_nfds(server.pid)
     extra["server_rss_before_kb"] = proc_status_kb(server.pid, "VmRSS")
 
+    l0 = listen_drops()
     s0 = proc_cpu_seconds(server.pid)
     c0 = core_times()
     t0 = time.monotonic()
@@ -414,6 +557,7 @@ def run_loadgen(
     lg.returncode = os.waitstatus_to_exitcode(status)  # keep Popen consistent
     s1 = proc_cpu_seconds(server.pid)
     c1 = core_times()
+    extra["listen_drops"] = listen_drops_delta(l0, listen_drops())
     for r in readers:
         r.join(timeout=5)
     wall = t1 - t0
@@ -432,6 +576,14 @@ def run_loadgen(
     res["server_cpu_pct"] = (
         (100.0 * (s1 - s0) / wall) if (s0 is not None and s1 is not None) else None
     )
+    add_core_busy(res, c0, c1)
+    res["loadgen_stderr"] = [x for x in err_lines if x][-5:]
+    res["loadgen_cmd"] = cmd
+    return res
+
+
+def add_core_busy(res: dict, c0: dict, c1: dict) -> None:
+    """busy% and steal% of both cores over a run (and a steal warning)."""
     res["core_busy_pct"] = {
         str(SERVER_CORE): core_busy_pct(c0, c1, SERVER_CORE),
         str(LOADGEN_CORE): core_busy_pct(c0, c1, LOADGEN_CORE),
@@ -442,8 +594,115 @@ def run_loadgen(
     steal = max((v or 0) for v in res["core_steal_pct"].values())
     if steal > 5:
         log(f"  ! {steal:.0f}% CPU steal during this run (hypervisor noise)")
-    res["loadgen_stderr"] = [x for x in err_lines if x][-5:]
+
+
+# ------------------------------------------------------------------- wrk
+
+_UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _wrk_seconds(text: str) -> float | None:
+    """'812.34us' / '1.20ms' / '2.00s' -> seconds."""
+    for unit in sorted(_UNIT, key=len, reverse=True):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * _UNIT[unit]
+            except ValueError:
+                return None
+    return None
+
+
+def parse_wrk(text: str) -> dict:
+    """The figures of wrk's (4.x) report; raises if there is no Requests/sec."""
+    out: dict = {"socket_errors": {}, "non_2xx_3xx": 0}
+    for raw in text.splitlines():
+        line = raw.strip()
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            out["ops_per_sec"] = float(parts[1])
+        elif " requests in " in line:
+            out["requests"] = int(parts[0])
+            out["seconds"] = _wrk_seconds(parts[3].rstrip(","))
+        elif line.startswith("Latency") and len(parts) >= 4:
+            out["latency_avg_s"] = _wrk_seconds(parts[1])
+            out["latency_max_s"] = _wrk_seconds(parts[3])
+        elif line.startswith("Socket errors:"):
+            for item in line.split(":", 1)[1].split(","):
+                k, v = item.split()
+                out["socket_errors"][k] = int(v)
+        elif line.startswith("Non-2xx or 3xx responses:"):
+            out["non_2xx_3xx"] = int(parts[-1])
+    if "ops_per_sec" not in out:
+        raise RuntimeError("no 'Requests/sec:' in wrk's output:\n" + text)
+    out["errors"] = sum(out["socket_errors"].values()) + out["non_2xx_3xx"]
+    return out
+
+
+def wrk_cmd(url: str, seconds: float, args: list[str]) -> list[str]:
+    secs = max(1, round(seconds))  # wrk takes whole seconds
+    return ["taskset", "-c", str(LOADGEN_CORE), "wrk", "-t1", *args, "-d", f"{secs}s", url]
+
+
+def run_wrk(host: str, port: int, params: dict, server: Server) -> dict:
+    """A warm-up wrk run (not measured), then the measured one, pinned to
+    LOADGEN_CORE; wrk's figures plus the same CPU accounting as run_loadgen
+    (loadgen_cpu_pct is wrk's)."""
+    url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    if params["warmup"] > 0:
+        warm = subprocess.run(
+            wrk_cmd(url, params["warmup"], params["args"]),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        if warm.returncode != 0:
+            raise RuntimeError(f"wrk warm-up failed rc={warm.returncode}: {warm.stderr.strip()}")
+    cmd = wrk_cmd(url, params["duration"], params["args"])
+    extra: dict = {"server_rss_before_kb": proc_status_kb(server.pid, "VmRSS")}
+    l0 = listen_drops()
+    s0 = proc_cpu_seconds(server.pid)
+    c0 = core_times()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    chunks: dict[str, bytes] = {}
+
+    def reader(name: str, stream) -> None:
+        chunks[name] = stream.read()
+
+    readers = [
+        threading.Thread(target=reader, args=("out", proc.stdout), daemon=True),
+        threading.Thread(target=reader, args=("err", proc.stderr), daemon=True),
+    ]
+    for r in readers:
+        r.start()
+    _, status, ru = os.wait4(proc.pid, 0)
+    t1 = time.monotonic()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    s1 = proc_cpu_seconds(server.pid)
+    c1 = core_times()
+    extra["listen_drops"] = listen_drops_delta(l0, listen_drops())
+    for r in readers:
+        r.join(timeout=5)
+    extra["server_hwm_kb"] = proc_status_kb(server.pid, "VmHWM")
+    extra["server_rss_end_kb"] = proc_status_kb(server.pid, "VmRSS")
+    text = chunks.get("out", b"").decode(errors="replace")
+    err = chunks.get("err", b"").decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed rc={proc.returncode}: {' '.join(cmd)}\n{err}")
+    res = parse_wrk(text)
+    res.update(extra)
+    wall = t1 - t0
+    res["wall"] = wall
+    res["loadgen_cpu_pct"] = 100.0 * (ru.ru_utime + ru.ru_stime) / wall
+    res["server_cpu_pct"] = (
+        (100.0 * (s1 - s0) / wall) if (s0 is not None and s1 is not None) else None
+    )
+    add_core_busy(res, c0, c1)
+    res["loadgen_stderr"] = [x for x in err.splitlines() if x][-5:]
     res["loadgen_cmd"] = cmd
+    res["wrk_output"] = text
     return res
 
 
@@ -457,7 +716,10 @@ def run_one(name: str, cmd: list[str], scenario: str, params: dict, host: str, r
         if hold.exists():
             hold.unlink()
     try:
-        res = run_loadgen(scenario, host, srv.port, params, srv, hold)
+        if params.get("runner") == "wrk":
+            res = run_wrk(host, srv.port, params, srv)
+        else:
+            res = run_loadgen(scenario, host, srv.port, params, srv, hold)
     finally:
         alive_before_stop = srv.proc.poll() is None
         rc = srv.stop()
@@ -479,7 +741,16 @@ def run_one(name: str, cmd: list[str], scenario: str, params: dict, host: str, r
 # ---------------------------------------------------------------- reporting
 
 
-def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], dict]:
+def summarize(
+    scenario: str,
+    runs: dict[str, list[dict]],
+    pairs: list[tuple[str, str, float | None]] | None = None,
+    tool: str = "loadgen",
+) -> tuple[list[str], dict]:
+    """Table and ratios of one scenario.  Without `pairs` the ratios are
+    against the best of BASELINES[scenario]; with `pairs` (the sync suite)
+    each (contender, baseline, goal) is compared and checked on its own.
+    `tool` names the load generator in the bottleneck check."""
     lines: list[str] = []
     summary: dict = {}
     for name, rs in runs.items():
@@ -517,6 +788,9 @@ def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], di
                 ]
         if scenario == "udp":
             s["losses"] = sum(r.get("losses", 0) for r in rs)
+        drops = [r.get("listen_drops", {}).get("ListenOverflows", 0) for r in rs]
+        if any(drops):
+            s["listen_overflows"] = sum(drops)
         summary[name] = s
 
     # table
@@ -557,10 +831,25 @@ def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], di
                 f"{fmt(cb[str(LOADGEN_CORE)], '.0f') + '%':>6}"
             )
 
+    for name, s in summary.items():
+        if s.get("listen_overflows"):
+            lines.append(
+                f"  ! {name}: {s['listen_overflows']} listen-queue overflows over "
+                f"{s['runs']} runs (those connections waited for a SYN retransmit)"
+            )
+
     # ratios vs baseline
-    bnames = [b for b in BASELINES.get(scenario, []) if b in summary]
+    bnames = [b for b in BASELINES.get(scenario, []) if b in summary] if pairs is None else []
     ratios: dict = {}
-    if bnames:
+    goals: list[dict] = []
+    if pairs is not None:
+        for name, base, goal in pairs:
+            g = compare_pair(scenario, summary, name, base, goal)
+            goals.append(g)
+            if g.get("ratio") is not None:
+                ratios[name] = g["ratio"]
+            lines.append(f"  {name} / {base}: {g['text']}")
+    elif bnames:
         if scenario == "idle":
             base = bnames[0]
             bval = summary[base].get("median_rss_hold_kb")
@@ -591,16 +880,67 @@ def summarize(scenario: str, runs: dict[str, list[dict]]) -> tuple[list[str], di
         verdict = (
             "OK"
             if worst_lg < 80 and worst_core1 < 90
-            else "WARNING: load generator may be a bottleneck"
+            else f"WARNING: {'load generator' if tool == 'loadgen' else tool} may be a bottleneck"
         )
         lines.append(
-            f"  bottleneck check: loadgen process <= {worst_lg:.0f}% of core {LOADGEN_CORE} "
+            f"  bottleneck check: {tool} process <= {worst_lg:.0f}% of core {LOADGEN_CORE} "
             f"(core {LOADGEN_CORE} busy incl. softirq <= {worst_core1:.0f}%), "
             f"servers >= {min_srv:.0f}% of core {SERVER_CORE} -> {verdict}"
         )
         if min_srv < 85:
             lines.append("  note: a server below ~85% CPU is not saturated; look at errors/losses")
-    return lines, {"contenders": summary, "ratios": ratios}
+    out = {"contenders": summary, "ratios": ratios}
+    if pairs is not None:
+        out["goals"] = goals
+    return lines, out
+
+
+def compare_pair(scenario: str, summary: dict, name: str, base: str, goal: float | None) -> dict:
+    """One sync-suite comparison: ratio(s) and whether the goal is met.
+    ops/s: median(name) / median(base) >= goal.  idle (goal None): name served
+    every connection in every run and its median peak RSS is below base's."""
+    g: dict = {"scenario": scenario, "contender": name, "baseline": base, "goal": goal}
+    s, b = summary.get(name), summary.get(base)
+    if s is None or b is None:
+        missing = " and ".join(x for x, y in ((name, s), (base, b)) if y is None)
+        g.update(met=None, text=f"no result for {missing}")
+        return g
+    if scenario == "idle":
+        served = s["min_succeeded"] == s["conns"] and s["max_failed"] == 0
+        held = (
+            s["median_rss_hold_kb"] / b["median_rss_hold_kb"]
+            if s.get("median_rss_hold_kb") and b.get("median_rss_hold_kb")
+            else None
+        )
+        peak = (
+            s["median_hwm_kb"] / b["median_hwm_kb"]
+            if s.get("median_hwm_kb") and b.get("median_hwm_kb")
+            else None
+        )
+        met = served and peak is not None and peak < 1.0
+        g.update(
+            ratio=peak,
+            held_ratio=held,
+            served=served,
+            met=met,
+            text=(
+                f"served {s['min_succeeded']}/{s['conns']} (stdlib {b['min_succeeded']}/"
+                f"{b['conns']}), peak RSS {fmt(peak, '.2f')}x, held RSS {fmt(held, '.2f')}x "
+                f"(lower is better)  goal: all served, peak < 1.0x -> "
+                f"{'met' if met else 'NOT met'}"
+            ),
+        )
+        return g
+    sv, bv = s["median_ops_per_sec"], b["median_ops_per_sec"]
+    ratio = sv / bv if sv is not None and bv else None
+    met = ratio is not None and ratio >= goal and s["errors"] == 0
+    note = f"; {s['errors']} errors" if s["errors"] else ""
+    g.update(
+        ratio=ratio,
+        met=met,
+        text=(f"{fmt(ratio, '.2f')}x  goal >= {goal:.1f}x -> {'met' if met else 'NOT met'}{note}"),
+    )
+    return g
 
 
 # --------------------------------------------------------------------- main
@@ -615,7 +955,7 @@ def parse_contender(spec: str, table: list) -> None:
     if ":" in name:
         name, s = name.split(":", 1)
         scen = tuple(x for x in s.split(",") if x)
-        bad = set(scen) - set(ALL_SCENARIOS)
+        bad = set(scen) - set(KNOWN_SCENARIOS)
         if bad:
             raise SystemExit(f"unknown scenarios {bad} in --contender {spec!r}")
     argv = shlex.split(cmd)
@@ -626,11 +966,47 @@ def parse_contender(spec: str, table: list) -> None:
     table.append((name, scen or TCP, argv))
 
 
+def wrk_version(wrk: str | None) -> str | None:
+    if wrk is None:
+        return None
+    proc = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+    first = (proc.stdout or proc.stderr).splitlines()
+    return first[0].strip() if first else "?"
+
+
+def suite_verdict(scenarios: list[str], pairs_of: dict, results: dict) -> list[str]:
+    """One line per (scenario, pair) of a pairs suite: ratio, goal, met."""
+    lines = []
+    for scen in scenarios:
+        for name, _base, _goal in pairs_of.get(scen, []):
+            res = results.get(scen, {})
+            cls = name.split(".", 1)[-1]
+            if "skipped" in res:
+                text = f"SKIPPED: {res['skipped']}"
+            else:
+                g = next((x for x in res.get("goals", []) if x["contender"] == name), None)
+                text = g["text"] if g else "no result"
+            lines.append(f"  {scen:<15} {cls:<20} {text}")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--suite",
+        choices=sorted(SUITES),
+        default="async",
+        help="async: the async servers vs trio/anyio peers (default); "
+        "sync: trio_socketserver.sync vs the stdlib socketserver, same handlers",
+    )
     ap.add_argument("--quick", action="store_true", help="2 rounds, short runs (< 2 min)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds (default 5, quick 2)")
-    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
+    ap.add_argument(
+        "--scenarios",
+        default=None,
+        help=f"default: the suite's (async: {','.join(ALL_SCENARIOS)}; "
+        f"sync: {','.join(SYNC_SCENARIOS)})",
+    )
     ap.add_argument(
         "--contender",
         action="append",
@@ -645,10 +1021,17 @@ def main() -> int:
     )
     ap.add_argument("--idle-conns", type=int, default=None)
     ap.add_argument(
+        "--sync-backlog",
+        type=int,
+        default=SYNC_BACKLOG,
+        help=f"request_queue_size of both sides in the sync suite (default {SYNC_BACKLOG}; "
+        "0: the classes' own, 5)",
+    )
+    ap.add_argument(
         "--duration",
         type=float,
         default=None,
-        help="override measured seconds for persistent/cpr/udp",
+        help="override measured seconds for every scenario but idle",
     )
     ap.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = ap.parse_args()
@@ -666,14 +1049,27 @@ def main() -> int:
     rounds = args.rounds or (2 if args.quick else 5)
     params = {k: dict(v) for k, v in (QUICK if args.quick else FULL).items()}
     if args.duration:
-        for k in ("persistent", "cpr", "udp"):
-            params[k]["duration"] = args.duration
+        for k in params:
+            if k != "idle":
+                params[k]["duration"] = args.duration
     if args.idle_conns:
         params["idle"]["conns"] = args.idle_conns
-    scenarios = [s for s in args.scenarios.split(",") if s]
+    suite = SUITES[args.suite]
+    pairs_of = suite["pairs"]
+    if args.scenarios is None:
+        scenarios = list(suite["scenarios"])
+    else:
+        scenarios = [s for s in args.scenarios.split(",") if s]
     for s in scenarios:
-        if s not in ALL_SCENARIOS:
+        if s not in KNOWN_SCENARIOS:
             raise SystemExit(f"unknown scenario {s!r}")
+    wrk = shutil.which("wrk")
+    no_wrk = [s for s in scenarios if params[s].get("runner") == "wrk"] if wrk is None else []
+    if no_wrk:
+        log(
+            f"!! wrk is NOT installed: {', '.join(no_wrk)} will be SKIPPED "
+            "(install it with: apt-get install -y wrk)"
+        )
 
     # file descriptors: servers and loadgen get soft := hard (preexec_fn)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -683,7 +1079,7 @@ def main() -> int:
         log(f"! RLIMIT_NOFILE hard limit {hard} < {need}: idle reduced to {new} conns")
         params["idle"]["conns"] = new
 
-    table = list(CONTENDERS)
+    table = list(suite["contenders"])
     for spec in args.contender:
         parse_contender(spec, table)
     only = set(args.only.split(",")) if args.only else None
@@ -701,11 +1097,14 @@ def main() -> int:
         "server_python": python,
         "harness_python": sys.version.split()[0],
     }
+    if args.suite != "async" or any(s not in ALL_SCENARIOS for s in scenarios):
+        sysinfo["wrk"] = wrk_version(wrk)
     log(
         f"host {host}; server core {SERVER_CORE}, loadgen core {LOADGEN_CORE}; "
         f"somaxconn={sysinfo['somaxconn']} tcp_tw_reuse={sysinfo['tcp_tw_reuse']} "
         f"ports={'-'.join(sysinfo['ip_local_port_range'])} nofile={soft}/{hard}; "
         f"{'quick' if args.quick else 'full'}, {rounds} rounds"
+        + ("" if args.suite == "async" else f"; suite {args.suite}, backlog {args.sync_backlog}")
     )
 
     # resolve contenders per scenario; skip missing scripts with a notice
@@ -716,7 +1115,8 @@ def main() -> int:
         for name, scs, cmd in table:
             if scen not in scs or (only and name not in only):
                 continue
-            argv = [python if a == "{python}" else a for a in cmd]
+            subst = {"{python}": python, "{sync_backlog}": str(args.sync_backlog)}
+            argv = [subst.get(a, a) for a in cmd]
             missing = [a for a in argv if a.endswith(".py") and not (REPO / a).exists()]
             if missing:
                 notices.add(f"skip {name}: {missing[0]} does not exist (yet)")
@@ -732,23 +1132,35 @@ def main() -> int:
         "sysinfo": sysinfo,
         "quick": args.quick,
         "rounds": rounds,
-        "params": params,
+        # the async suite's four always, as before; others when they run
+        "params": {k: v for k, v in params.items() if k in ALL_SCENARIOS or k in scenarios},
         "host": host,
         "scenarios": {},
     }
+    if args.suite != "async":
+        report["suite"] = args.suite
+        report["sync_backlog"] = args.sync_backlog
     all_lines: list[str] = []
     for scen in scenarios:
         cont = active[scen]
+        p = params[scen]
+        tool = "wrk" if p.get("runner") == "wrk" else "loadgen"
+        if scen in no_wrk:
+            log(f"\n== {scen}: SKIPPED, wrk is not installed (apt-get install -y wrk)")
+            report["scenarios"][scen] = {"skipped": "wrk is not installed"}
+            continue
         if not cont:
             log(f"\n== {scen}: no contenders")
             continue
-        p = params[scen]
         desc = (
             f"{p['conns']} conns"
             if scen == "idle"
             else f"{p['duration']} s + {p['warmup']} s warmup"
         )
-        log(f"\n== {scen} ({' '.join(p['args'])}; {desc}) ==")
+        what = " ".join(p["args"])
+        if tool == "wrk":
+            what = "wrk -t1 " + " ".join(shlex.quote(a) for a in p["args"])
+        log(f"\n== {scen} ({what}; {desc}) ==")
         runs: dict[str, list[dict]] = {name: [] for name, _ in cont}
         for rnd in range(rounds):
             k = rnd % len(cont)
@@ -772,15 +1184,27 @@ def main() -> int:
                     log(
                         f"  r{rnd + 1} {name:<26} {res['ops_per_sec']:>10.0f} ops/s  "
                         f"errors {res['errors']:<4} srv cpu {fmt(res['server_cpu_pct'])}%  "
-                        f"loadgen cpu {fmt(res['loadgen_cpu_pct'])}%"
+                        f"{tool} cpu {fmt(res['loadgen_cpu_pct'])}%"
                     )
+                overflows = res.get("listen_drops", {}).get("ListenOverflows", 0)
+                if overflows:
+                    log(f"     {name}: {overflows} listen-queue overflows in this run")
         runs = {k: v for k, v in runs.items() if v}
-        lines, summ = summarize(scen, runs)
+        pairs = None if pairs_of is None else pairs_of.get(scen, [])
+        lines, summ = summarize(scen, runs, pairs, tool)
         log(f"-- {scen} summary (median of {rounds} rounds) --")
         for line in lines:
             log(line)
         all_lines += [f"[{scen}]", *lines]
         report["scenarios"][scen] = {"runs": runs, **summ}
+
+    if pairs_of is not None:
+        verdict = suite_verdict(scenarios, pairs_of, report["scenarios"])
+        log(f"\n== {args.suite} suite: sync adapter / stdlib, median of {rounds} rounds ==")
+        for line in verdict:
+            log(line)
+        if args.quick:
+            log("  (--quick: smoke-test figures, not a measurement)")
 
     report["elapsed_s"] = round(time.monotonic() - t_start, 1)
     out = Path(args.out)
