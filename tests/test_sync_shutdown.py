@@ -500,3 +500,51 @@ def test_idle_pool_threads_do_not_delay_exit_but_running_handlers_are_waited_for
             assert proc.wait(CLIENT_TIMEOUT) == 0
         finally:
             proc.kill()
+
+
+# -- fork() inside a handler --------------------------------------------------------------
+
+
+class ForkAndReturn(sync.BaseRequestHandler):
+    """Forks; the child *returns* from the request (a bug in the handler)."""
+
+    children: list[int]
+
+    def handle(self) -> None:
+        pid = os.fork()
+        if pid != 0:
+            type(self).children.append(pid)
+            self.request.sendall(b"parent")
+
+
+@pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning")
+def test_a_forked_child_never_runs_the_parents_loop(capfd: pytest.CaptureFixture[str]) -> None:
+    class Handler(ForkAndReturn):
+        children: list[int] = []  # noqa: RUF012
+
+    server = sync.TCPServer(("127.0.0.1", 0), Handler)
+    with serving(server, poll_interval=HOUR):
+        assert stream_roundtrip(server.server_address, b"") == b"parent"
+        [child] = Handler.children
+        _, status = os.waitpid(child, 0)
+        assert os.WIFEXITED(status)
+        assert os.WEXITSTATUS(status) == 1, "the child exited instead of serving"
+        # The parent's loop still gets its wake-ups: it serves, and the
+        # shutdown() from this thread (run_sync_soon) reaches it.
+        assert stream_roundtrip(server.server_address, b"") == b"parent"
+    for pid in Handler.children[1:]:
+        os.waitpid(pid, 0)
+    assert "returned into serve_forever(); it exits now" in capfd.readouterr().err
+
+
+def test_a_childs_server_close_leaves_the_parents_unix_socket_file(sock_path: str) -> None:
+    with sync.UnixStreamServer(sock_path, UpperLines) as server:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                server.server_close()  # the child's copy
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.path.exists(sock_path), "only the process that bound it removes it"
+    assert not os.path.exists(sock_path)

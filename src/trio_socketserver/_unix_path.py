@@ -13,7 +13,9 @@ Rule 3: a socket file with a live server behind it is left alone: binding
     fails with ``EADDRINUSE``.
 Rule 4: on close, the file is removed only if it is still the one this
     server created (same device and inode), so a newer server's file at the
-    same path survives an older server's close.
+    same path survives an older server's close; and only by the process
+    that bound it, so a forked child closing its copy of the server leaves
+    the parent's file alone.
 
 Abstract-namespace addresses (Linux, a leading NUL) have no file: none of
 this applies to them.
@@ -39,9 +41,12 @@ class BoundFile:
     path: str | bytes
     device: int
     inode: int
+    owner_pid: int = attrs.field(factory=os.getpid)
 
     def remove(self) -> None:
         """Remove the file if it is still ours (Rule 4)."""
+        if os.getpid() != self.owner_pid:
+            return
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:

@@ -39,17 +39,27 @@ Rule 4 (handle_request needs no loop). Starting trio costs about 400 us,
     engine's own request processing, which never suspends over blocking
     hooks, without an event loop. Only a mixin at its cap, which must wait
     for capacity, takes the trio path.
+Rule 5 (a forked child never runs its parent's loop). The loop's epoll
+    instance and wake-up sockets are shared with a child that a handler
+    forks; if that child returned into the loop it would take the parent's
+    wake-ups (Ctrl-C included). So a child that returns from a request into
+    the engine reports it and exits (``os._exit(1)``) instead of serving on
+    (the stdlib's child would serve on, beside its parent, on the same
+    socket). Outside the loop (``handle_request``) nothing is shared and the
+    child returns as in the stdlib.
 """
 
 from __future__ import annotations
 
 import errno
 import math
+import os
 import select
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
@@ -80,6 +90,8 @@ class Engine(_AsyncBaseServer[Any, Any]):
         self._capacity_waiter: trio.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._after_request = False
+        self._pid = os.getpid()
+        self._in_loop = False
 
     def _display_name(self) -> str:
         return type(self._front).__name__
@@ -99,6 +111,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
             raise RuntimeError(
                 f"{type(front).__name__}: the server socket is closed; create a new server"
             )
+        self._pid = os.getpid()
         self._take = front._ready_taker()
         self._queue_empty = False
         self._after_request = front._has_service_actions()
@@ -106,13 +119,21 @@ class Engine(_AsyncBaseServer[Any, Any]):
 
     async def run_forever(self, poll_interval: float) -> None:
         self._prepare()
-        await self.serve_forever(poll_interval)
+        self._in_loop = True
+        try:
+            await self.serve_forever(poll_interval)
+        finally:
+            self._in_loop = False
 
     async def run_one(self, wait_for: float | None) -> None:
         self._prepare()
-        deadline = math.inf if wait_for is None else trio.current_time() + wait_for
-        if not await self._handle_one(deadline):
-            self._front.handle_timeout()
+        self._in_loop = True
+        try:
+            deadline = math.inf if wait_for is None else trio.current_time() + wait_for
+            if not await self._handle_one(deadline):
+                self._front.handle_timeout()
+        finally:
+            self._in_loop = False
 
     def handle_one_blocking(self, wait_for: float | None) -> bool | None:
         """``handle_request`` without an event loop (Rule 4): True if a
@@ -256,6 +277,8 @@ class Engine(_AsyncBaseServer[Any, Any]):
         try:
             await super()._process(request, client_address)
         finally:
+            if self._in_loop and os.getpid() != self._pid:
+                _forked_child_returned(front)
             if not front._hands_off_requests:
                 front._forget(request)
         if self._after_request:
@@ -285,6 +308,21 @@ class Engine(_AsyncBaseServer[Any, Any]):
             self._front.service_actions()
         except Exception:
             SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
+
+
+def _forked_child_returned(front: BaseServer) -> NoReturn:
+    """Rule 5: a child of fork() must not go on running its parent's loop,
+    nor unwind it (trio's teardown would unregister the parent's wake-up
+    sockets from the shared epoll instance): it ends here."""
+    try:
+        sys.stderr.write(
+            f"trio_socketserver.sync: a process forked inside a request of "
+            f"{type(front).__name__} returned into serve_forever(); it exits now. End such "
+            "a child with os._exit() (as ForkingMixIn does), or use ForkingMixIn.\n"
+        )
+        sys.stderr.flush()
+    finally:
+        os._exit(1)
 
 
 def _run_without_trio(coro: Coroutine[Any, Any, None]) -> None:

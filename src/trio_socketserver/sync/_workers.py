@@ -34,11 +34,16 @@ Rule 4: an idle thread never delays interpreter exit. The stdlib's handler
     threads, every pool is closed (idle threads exit, busy ones finish
     their request first, as in the stdlib), with the hook
     ``concurrent.futures`` uses for the same purpose.
+Rule 5: in a process forked from a pool's process (a handler that forks),
+    the pool holds only the thread that forked, if it is one of its own, and
+    is closed: that thread ends after its job, so the child exits as a
+    stdlib child would, and a ``server_close`` there waits for nothing.
 """
 
 from __future__ import annotations
 
 import _thread
+import os
 import threading
 import time
 import weakref
@@ -63,6 +68,15 @@ _exit_hook_lock = threading.Lock()
 def _close_all_pools() -> None:
     for pool in list(_live_pools):
         pool.close()
+
+
+def _forget_all_pools_in_child() -> None:
+    """Rule 5, in a child just forked (by a handler, say)."""
+    for pool in list(_live_pools):
+        pool._forked()
+
+
+os.register_at_fork(after_in_child=_forget_all_pools_in_child)
 
 
 def _register_exit_hook() -> None:
@@ -202,6 +216,17 @@ class WorkerPool:
                 self._threads.discard(me)
                 if not self._threads:
                     self._all_exited.notify_all()
+
+    def _forked(self) -> None:
+        # Only the forking thread exists in the child: the other threads
+        # are gone and locks they held stay held. Start over, closed.
+        self._lock = threading.Lock()
+        self._all_exited = threading.Condition(self._lock)
+        self._idle = []
+        self._backlog.clear()
+        self._threads = {threading.current_thread()} & self._threads
+        self._busy = len(self._threads)
+        self._closed = True
 
     def close(self) -> None:
         """Take no more jobs; idle threads exit now, busy ones after their job."""
