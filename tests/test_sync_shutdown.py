@@ -548,3 +548,34 @@ def test_a_childs_server_close_leaves_the_parents_unix_socket_file(sock_path: st
         os.waitpid(pid, 0)
         assert os.path.exists(sock_path), "only the process that bound it removes it"
     assert not os.path.exists(sock_path)
+
+
+def test_server_close_returns_only_after_handler_threads_have_ended() -> None:
+    # A profile hook holds each pool thread as its work function returns,
+    # so a join that only waited for the pool's bookkeeping would return
+    # while the thread still runs (the stdlib join()s each thread).
+    released = threading.Event()
+
+    def hold_at_exit(frame: Any, event: str, arg: object) -> None:
+        if event == "return" and frame.f_code.co_name == "_work":
+            released.wait(CLIENT_TIMEOUT)
+
+    server = sync.ThreadingTCPServer(("127.0.0.1", 0), UpperLines)
+    thread = _serve_in_thread(server)
+    threading.setprofile(hold_at_exit)  # for threads started from now on
+    try:
+        assert stream_roundtrip(server.server_address, b"hi\n") == b"HI\n"
+        [worker] = [t for t in threading.enumerate() if t.name.endswith("-handler-1")]
+        server.shutdown()
+        thread.join(CLIENT_TIMEOUT)
+        closer = threading.Thread(target=server.server_close)
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive(), "server_close() waits for the thread's real end"
+        released.set()
+        closer.join(CLIENT_TIMEOUT)
+        assert not closer.is_alive()
+        assert not worker.is_alive()
+    finally:
+        released.set()
+        threading.setprofile(None)

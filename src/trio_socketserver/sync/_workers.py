@@ -122,6 +122,8 @@ class WorkerPool:
         self._idle: list[_Idle] = []
         self._backlog: deque[_Job] = deque()
         self._threads: set[threading.Thread] = set()
+        #: Threads that left _work and may still be finishing (Rule 3).
+        self._exiting: list[threading.Thread] = []
         self._all_exited = threading.Condition(self._lock)
         self._busy = 0
         self._closed = False
@@ -214,6 +216,10 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._threads.discard(me)
+                # join() still has to wait for this thread's very end.
+                if len(self._exiting) > MAX_IDLE:
+                    self._exiting = [t for t in self._exiting if t.is_alive()]
+                self._exiting.append(me)
                 if not self._threads:
                     self._all_exited.notify_all()
 
@@ -225,6 +231,7 @@ class WorkerPool:
         self._idle = []
         self._backlog.clear()
         self._threads = {threading.current_thread()} & self._threads
+        self._exiting = []
         self._busy = len(self._threads)
         self._closed = True
 
@@ -246,4 +253,13 @@ class WorkerPool:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._all_exited.wait(remaining)
+            exiting, self._exiting = self._exiting, []
+        # Every thread has left _work; wait until each has really ended.
+        for thread in exiting:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+            if thread.is_alive():
+                with self._lock:
+                    self._exiting.extend(t for t in exiting if t.is_alive())
+                return False
         return True
