@@ -442,3 +442,54 @@ def test_handle_request_with_an_overridden_get_request() -> None:
         thread.start()
         assert datagram_roundtrip(server.server_address, b"aaa") == b"BBB"
         thread.join(CLIENT_TIMEOUT)
+
+
+# -- the stdlib handlers' options, on our sockets ------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["TCPServer", "ThreadingTCPServer"])
+def test_stream_handler_timeout_bounds_a_silent_client(
+    name: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    class Impatient(sync.StreamRequestHandler):
+        timeout = 0.05
+
+        def handle(self) -> None:
+            self.rfile.readline()
+
+    server = getattr(sync, name)(("127.0.0.1", 0), Impatient)
+    with serving(server), socket.create_connection(server.server_address) as silent:
+        silent.settimeout(CLIENT_TIMEOUT)
+        assert read_to_eof(silent) == b"", "the handler gave up and the connection closed"
+    assert "TimeoutError: timed out" in capfd.readouterr().err
+
+
+def test_stream_handler_nagle_and_buffered_wfile() -> None:
+    seen: list[int] = []
+
+    class Buffered(sync.StreamRequestHandler):
+        disable_nagle_algorithm = True
+        wbufsize = 65536  # a buffered wfile: flushed by finish()
+
+        def handle(self) -> None:
+            seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            self.wfile.write(self.rfile.readline().upper())
+
+    server = sync.TCPServer(("127.0.0.1", 0), Buffered)
+    with serving(server):
+        assert stream_roundtrip(server.server_address, b"flush me\n") == b"FLUSH ME\n"
+    assert seen == [1]
+
+
+def test_requests_are_real_blocking_sockets() -> None:
+    kinds: list[tuple[type, float | None, bool]] = []
+
+    class Inspect(sync.BaseRequestHandler):
+        def handle(self) -> None:
+            sock = self.request
+            kinds.append((type(sock), sock.gettimeout(), os.get_blocking(sock.fileno())))
+
+    server = sync.ThreadingTCPServer(("127.0.0.1", 0), Inspect)
+    with serving(server):
+        stream_roundtrip(server.server_address, b"")
+    assert kinds == [(socket.socket, None, True)]

@@ -509,22 +509,28 @@ class ForkAndReturn(sync.BaseRequestHandler):
     """Forks; the child *returns* from the request (a bug in the handler)."""
 
     children: list[int]
+    forked: threading.Semaphore
 
     def handle(self) -> None:
+        # Reply first: the child's shutdown_request() (SHUT_WR on the shared
+        # connection) would otherwise race with the parent's reply.
+        self.request.sendall(b"parent")
         pid = os.fork()
         if pid != 0:
             type(self).children.append(pid)
-            self.request.sendall(b"parent")
+            type(self).forked.release()
 
 
 @pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning")
 def test_a_forked_child_never_runs_the_parents_loop(capfd: pytest.CaptureFixture[str]) -> None:
     class Handler(ForkAndReturn):
         children: list[int] = []  # noqa: RUF012
+        forked = threading.Semaphore(0)
 
     server = sync.TCPServer(("127.0.0.1", 0), Handler)
     with serving(server, poll_interval=HOUR):
         assert stream_roundtrip(server.server_address, b"") == b"parent"
+        assert Handler.forked.acquire(timeout=CLIENT_TIMEOUT)
         [child] = Handler.children
         _, status = os.waitpid(child, 0)
         assert os.WIFEXITED(status)
@@ -532,6 +538,7 @@ def test_a_forked_child_never_runs_the_parents_loop(capfd: pytest.CaptureFixture
         # The parent's loop still gets its wake-ups: it serves, and the
         # shutdown() from this thread (run_sync_soon) reaches it.
         assert stream_roundtrip(server.server_address, b"") == b"parent"
+        assert Handler.forked.acquire(timeout=CLIENT_TIMEOUT)
     for pid in Handler.children[1:]:
         os.waitpid(pid, 0)
     assert "returned into serve_forever(); it exits now" in capfd.readouterr().err

@@ -90,7 +90,9 @@ class Engine(_AsyncBaseServer[Any, Any]):
         self._capacity_waiter: trio.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._after_request = False
-        self._pid = os.getpid()
+        self._tracked = False
+        self._capped = False
+        self._generation = _forks.generation
         self._in_loop = False
 
     def _display_name(self) -> str:
@@ -111,8 +113,10 @@ class Engine(_AsyncBaseServer[Any, Any]):
             raise RuntimeError(
                 f"{type(front).__name__}: the server socket is closed; create a new server"
             )
-        self._pid = os.getpid()
+        self._generation = _forks.generation
         self._take = front._ready_taker()
+        self._tracked = front._requests_are_sockets
+        self._capped = front._has_a_cap()
         self._queue_empty = False
         self._after_request = front._has_service_actions()
         front._loop_started(self)
@@ -169,7 +173,8 @@ class Engine(_AsyncBaseServer[Any, Any]):
                 ) from None
             except OSError as exc:
                 # The stdlib returns here at once (and a handle_request()
-                # loop spins on EMFILE); the engine's Rule 4 logs and backs off.
+                # loop spins on EMFILE); the async BaseServer's accept-error
+                # rule logs and backs off.
                 delay = self._note_accept_error(exc)
                 if delay is not None:
                     time.sleep(delay)
@@ -200,7 +205,18 @@ class Engine(_AsyncBaseServer[Any, Any]):
     # -- capacity (concurrency caps of the mixins) -------------------------------------
 
     def _has_capacity(self) -> bool:
-        return self._front._has_capacity()
+        return not self._capped or self._front._has_capacity()
+
+    async def _fair_checkpoint(self) -> None:
+        # The async engine checks for cancellation on every request; here
+        # nothing can cancel the accept loop but phase 1 (which the loop
+        # checks itself) and Ctrl-C (raised at once in unprotected code), so
+        # only the periodic yield to the scheduler is kept (run_sync_soon
+        # callbacks, service_actions).
+        self._budget -= 1
+        if self._budget <= 0:
+            self._budget = FAIRNESS_INTERVAL
+            await trio.lowlevel.checkpoint()
 
     async def _wait_for_capacity(self) -> None:
         front = self._front
@@ -272,15 +288,15 @@ class Engine(_AsyncBaseServer[Any, Any]):
     # -- the blocking hooks --------------------------------------------------------------
 
     async def _process(self, request: Any, client_address: Any) -> None:
-        front = self._front
-        front._remember(request)
+        if self._tracked:  # Rule 3 (datagram requests cannot be unblocked)
+            self._front._remember(request)
         try:
             await super()._process(request, client_address)
         finally:
-            if self._in_loop and os.getpid() != self._pid:
-                _forked_child_returned(front)
-            if not front._hands_off_requests:
-                front._forget(request)
+            if _forks.generation != self._generation and self._in_loop:
+                _forked_child_returned(self._front)
+            if self._tracked and not self._front._hands_off_requests:
+                self._front._forget(request)
         if self._after_request:
             self._run_service_actions_once()
 
@@ -308,6 +324,21 @@ class Engine(_AsyncBaseServer[Any, Any]):
             self._front.service_actions()
         except Exception:
             SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
+
+
+class _ForkGeneration:
+    """Counts forks in this process's ancestry: cheaper than os.getpid()
+    (a system call) on every request."""
+
+    generation = 0
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.generation += 1
+
+
+_forks = _ForkGeneration
+os.register_at_fork(after_in_child=_ForkGeneration.forked)
 
 
 def _forked_child_returned(front: BaseServer) -> NoReturn:

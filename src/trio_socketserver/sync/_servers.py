@@ -290,6 +290,9 @@ class BaseServer:
         """Whether another request may be taken now (the mixins' caps)."""
         return True
 
+    def _has_a_cap(self) -> bool:
+        return type(self)._has_capacity is not BaseServer._has_capacity
+
     def _check_serving_config(self) -> None:
         """Raise ValueError for settings that cannot be served (mixins)."""
 
