@@ -360,13 +360,14 @@ class BaseServer:
 
     def _remember(self, request: Any) -> None:
         if self._requests_are_sockets:
-            with self._inflight_lock:
-                self._inflight[id(request)] = request
+            # A single dict store is atomic; only removal needs the lock.
+            self._inflight[id(request)] = request
 
     def _forget(self, request: Any) -> None:
-        if self._requests_are_sockets:
+        key = id(request)
+        if key in self._inflight:  # only the request's own thread removes it
             with self._inflight_lock:
-                self._inflight.pop(id(request), None)
+                self._inflight.pop(key, None)
 
     def _unblock_requests(self) -> None:
         """Shut down the connections of in-flight requests, so that handlers
@@ -375,7 +376,7 @@ class BaseServer:
         Done under the lock that ``_forget`` takes before a request is
         closed, so the descriptor cannot be closed and reused under us."""
         with self._inflight_lock:
-            for request in self._inflight.values():
+            for request in list(self._inflight.values()):  # a copy: stores go on
                 try:
                     request.shutdown(socket.SHUT_RDWR)
                 except OSError:
