@@ -546,17 +546,13 @@ class BaseServer(Generic[RequestT, AddressT]):
             self._report_error(request, client_address)
             await self.shutdown_request(request)
         except BaseException:
-            await self._shutdown_request_shielded(request)
+            with trio.CancelScope(shield=True):
+                await self.shutdown_request(request)
             raise
         finally:
             # Concurrent servers count their handler tasks themselves; here the
             # count covers a request processed in this task.
             self._active -= 1
-
-    async def _shutdown_request_shielded(self, request: RequestT) -> None:
-        """``shutdown_request`` that runs even in a cancelled scope (Rule 1)."""
-        with trio.CancelScope(shield=True):
-            await self.shutdown_request(request)
 
     async def _get_request_backing_off(self) -> tuple[RequestT, AddressT]:
         while True:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import socket as _socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -33,7 +33,25 @@ if TYPE_CHECKING:
 
     from ._protocols import HandlerFactory
 
-__all__ = ["SocketServer"]
+__all__ = ["SocketServer", "bind_and_activate_or_close"]
+
+
+class _Bindable(Protocol):
+    def server_bind(self) -> None: ...
+    def server_activate(self) -> None: ...
+    def server_close(self) -> None: ...
+
+
+def bind_and_activate_or_close(server: _Bindable) -> None:
+    """The stdlib constructor's contract (``bind_and_activate=True``): bind,
+    activate, and close the server if either fails. Shared by the async and
+    the blocking servers."""
+    try:
+        server.server_bind()
+        server.server_activate()
+    except BaseException:
+        server.server_close()
+        raise
 
 
 class SocketServer(BaseServer[RequestT, AddressT]):
@@ -70,12 +88,7 @@ class SocketServer(BaseServer[RequestT, AddressT]):
         self._bound = False
         self._activated = False
         if bind_and_activate:
-            try:
-                self.server_bind()
-                self.server_activate()
-            except BaseException:
-                self.server_close()
-                raise
+            bind_and_activate_or_close(self)
 
     # -- subclass responsibilities ---------------------------------------------------
 

@@ -45,6 +45,7 @@ from .._addresses import check_ip_address, check_unix_address, family_for_ip_add
 from .._connection_stream import _in_trio_run
 from .._handlers import BaseRequestHandler as _AsyncBaseRequestHandler
 from .._log import SERVER_LOGGER
+from .._socket_server import bind_and_activate_or_close
 from ._engine import Engine
 
 if TYPE_CHECKING:
@@ -359,9 +360,10 @@ class BaseServer:
             BaseServer.shutdown(self)  # ours, even if a subclass overrides shutdown()
 
     def _remember(self, request: Any) -> None:
-        if self._requests_are_sockets:
-            # A single dict store is atomic; only removal needs the lock.
-            self._inflight[id(request)] = request
+        """Track a request that is a socket (Rule 3 of the engine, which
+        calls this only when ``_requests_are_sockets``). A single dict store
+        is atomic; only removal needs the lock."""
+        self._inflight[id(request)] = request
 
     def _forget(self, request: Any) -> None:
         key = id(request)
@@ -410,12 +412,7 @@ class TCPServer(BaseServer):
         BaseServer.__init__(self, server_address, RequestHandlerClass)
         self.socket = socket.socket(self.address_family, self.socket_type)
         if bind_and_activate:
-            try:
-                self.server_bind()
-                self.server_activate()
-            except BaseException:
-                self.server_close()
-                raise
+            bind_and_activate_or_close(self)
 
     def _check_address(self, server_address: Any) -> Any:
         name = type(self).__name__

@@ -141,11 +141,6 @@ class WorkerPool:
         """Whether the system refused a thread and a job still waits for one."""
         return bool(self._backlog)
 
-    @property
-    def threads(self) -> int:
-        """Threads alive (busy or idle)."""
-        return len(self._threads)
-
     def submit(self, fn: Callable[..., object], args: tuple[Any, ...], *, daemon: bool) -> None:
         """Run ``fn(*args)`` in a pool thread (Rule 1)."""
         job = (fn, args)
