@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+
+from .sync_helpers import child_pids
 
 # Type-checked by `nox -s typecheck`, never executed.
 collect_ignore = ["typing"]
@@ -45,11 +48,31 @@ def no_fd_leak() -> Iterator[None]:
     assert not {fd: d for fd, d in details.items() if d is not None}, f"leaked fds: {details}"
 
 
+@pytest.fixture
+def no_leak(no_fd_leak: None) -> Iterator[None]:
+    """No fd (via no_fd_leak), thread or child process outlives the test."""
+    threads = set(threading.enumerate())
+    yield
+    assert set(threading.enumerate()) <= threads, "a thread outlived server_close()"
+    assert child_pids() == set(), "a child process outlived server_close()"
+
+
 def _describe_fd(fd: int) -> str | None:
     try:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return None  # already closed again: not a leak
+
+
+@pytest.fixture
+def short_tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, or a shorter temporary directory if socket paths under
+    tmp_path would not fit in a sockaddr_un (about 108 bytes)."""
+    if len(os.fsencode(tmp_path)) + 32 < 100:
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(prefix="tss-ex-") as short:
+        yield Path(short)
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -107,13 +106,24 @@ async def _read_both(stdout: _Output, stderr: _Output) -> tuple[str, str]:
 
 
 @asynccontextmanager
-async def running_example(script: str, *args: str) -> AsyncIterator[RunningExample]:
-    """Start docs/examples/<script> and wait for its "listening on" line."""
+async def start_program(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    kill: Callable[[trio.Process], object],
+    new_session: bool = False,
+) -> AsyncIterator[tuple[trio.Process, str, _Output, _Output]]:
+    """Start a server program and wait for its "listening on" line.
+
+    Yields the process, what followed "listening on ", and its outputs;
+    afterwards ``kill`` ends whatever is left of it. Shared with
+    test_sync_examples."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, str(EXAMPLES / script), *args],
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONWARNINGS": "error"},
+        env=env,
+        start_new_session=new_session,
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -124,15 +134,30 @@ async def running_example(script: str, *args: str) -> AsyncIterator[RunningExamp
         if not line.startswith("listening on "):
             with trio.fail_after(EXIT_DEADLINE):
                 _, err = await _read_both(stdout, stderr)
-            pytest.fail(f"{script} printed {line!r} instead of its address; stderr:\n{err}")
-        yield RunningExample(process, line.removeprefix("listening on ").strip(), stdout, stderr)
+            pytest.fail(f"{argv[1]} printed {line!r} instead of its address; stderr:\n{err}")
+        yield process, line.removeprefix("listening on ").strip(), stdout, stderr
     finally:
         with trio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
+            kill(process)
             await process.wait()
             await process.stdout.aclose()
             await process.stderr.aclose()
+
+
+def _kill_if_running(process: trio.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+
+
+@asynccontextmanager
+async def running_example(script: str, *args: str) -> AsyncIterator[RunningExample]:
+    """Start docs/examples/<script> and wait for its "listening on" line."""
+    async with start_program(
+        [sys.executable, str(EXAMPLES / script), *args],
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+        kill=_kill_if_running,
+    ) as (process, address, stdout, stderr):
+        yield RunningExample(process, address, stdout, stderr)
 
 
 async def _receive_until_eof(stream: trio.abc.ReceiveStream) -> bytes:
@@ -203,17 +228,6 @@ async def test_udp_upper_echo() -> None:
 
 
 # -- Unix sockets ----------------------------------------------------------------
-
-
-@pytest.fixture
-def short_tmp_path(tmp_path: Path) -> Iterator[Path]:
-    """tmp_path, or a shorter temporary directory if socket paths under
-    tmp_path would not fit in a sockaddr_un (about 108 bytes)."""
-    if len(os.fsencode(tmp_path)) + 32 < 100:
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(prefix="tss-ex-") as short:
-        yield Path(short)
 
 
 async def test_unix_stream_server(short_tmp_path: Path) -> None:

@@ -42,7 +42,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import tomllib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -53,7 +52,7 @@ import attrs
 import pytest
 import trio
 
-from .test_examples import EXIT_DEADLINE, STARTUP_DEADLINE, _Output, _read_both
+from .test_examples import EXIT_DEADLINE, STARTUP_DEADLINE, _Output, _read_both, start_program
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples" / "sync"
@@ -316,48 +315,19 @@ class Examples:
     @asynccontextmanager
     async def start(self, name: str, **env: str) -> AsyncIterator[Running]:
         """Start a server program and wait for its "listening on" line."""
-        process = await trio.lowlevel.open_process(
+        async with start_program(
             [sys.executable, str(self.script(name))],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             env=self.env(**env),
-            start_new_session=True,  # its own process group, to clean up after forks
-        )
-        assert process.stdout is not None
-        assert process.stderr is not None
-        stdout, stderr = _Output(process.stdout), _Output(process.stderr)
-        try:
-            with trio.fail_after(STARTUP_DEADLINE):
-                line = (await stdout.readline()).decode()
-            if not line.startswith("listening on "):
-                with trio.fail_after(EXIT_DEADLINE):
-                    _, err = await _read_both(stdout, stderr)
-                pytest.fail(f"{name} printed {line!r} instead of its address; stderr:\n{err}")
-            printed = line.removeprefix("listening on ").rstrip("\n")
+            kill=_kill_group,
+            new_session=True,  # its own process group, to clean up after forks
+        ) as (process, printed, stdout, stderr):
             address = ast.literal_eval(printed) if printed.startswith("(") else printed
             yield Running(process, address, stdout, stderr)
-        finally:
-            with trio.CancelScope(shield=True):
-                _kill_group(process)
-                await process.wait()
-                await process.stdout.aclose()
-                await process.stderr.aclose()
 
 
 @pytest.fixture(params=["sync", "stdlib"])
 def examples(request: pytest.FixtureRequest, tmp_path: Path) -> Examples:
     return Examples(request.param, tmp_path)
-
-
-@pytest.fixture
-def short_tmp_path(tmp_path: Path) -> Iterator[Path]:
-    """tmp_path, or a shorter directory if socket paths under it would not
-    fit in a sockaddr_un (about 108 bytes)."""
-    if len(os.fsencode(tmp_path)) + 32 < 100:
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(prefix="tss-sx-") as short:
-        yield Path(short)
 
 
 # -- stdlib clients (run in a thread: they block) ----------------------------------------

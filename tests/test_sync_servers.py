@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import trio_socketserver.sync as sync
 from .conftest import has_ipv6
 from .sync_helpers import (
     CLIENT_TIMEOUT,
-    child_pids,
     datagram_roundtrip,
     read_to_eof,
     serving,
@@ -51,15 +49,6 @@ STREAM = ["TCPServer", "ThreadingTCPServer", "ForkingTCPServer"]
 UNIX_STREAM = ["UnixStreamServer", "ThreadingUnixStreamServer", "ForkingUnixStreamServer"]
 DATAGRAM = ["UDPServer", "ThreadingUDPServer", "ForkingUDPServer"]
 UNIX_DATAGRAM = ["UnixDatagramServer", "ThreadingUnixDatagramServer", "ForkingUnixDatagramServer"]
-
-
-@pytest.fixture
-def no_leak(no_fd_leak: None) -> Iterator[None]:
-    """No fd (via no_fd_leak), thread or child process outlives the test."""
-    threads = set(threading.enumerate())
-    yield
-    assert set(threading.enumerate()) <= threads
-    assert child_pids() == set()
 
 
 @pytest.mark.usefixtures("no_leak")

@@ -15,13 +15,14 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 import trio_socketserver.sync as sync
 
-from .sync_helpers import CLIENT_TIMEOUT, child_pids, read_to_eof, serving, stream_roundtrip
+from .sync_helpers import CLIENT_TIMEOUT, read_to_eof, serving, stream_roundtrip
 
 # Other tests leave idle threads behind (trio's worker-thread cache, pooled
 # handler threads retiring), so the fork helper's warning about forking a
@@ -59,14 +60,6 @@ def blocked() -> type[Blocked]:
     return Handler
 
 
-@pytest.fixture
-def no_leak(no_fd_leak: None) -> Iterator[None]:
-    threads = set(threading.enumerate())
-    yield
-    assert set(threading.enumerate()) <= threads, "a thread outlived server_close()"
-    assert child_pids() == set(), "a child process outlived server_close()"
-
-
 def _serve_in_thread(server: Any, poll_interval: float = HOUR) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, args=(poll_interval,))
     thread.start()
@@ -75,6 +68,19 @@ def _serve_in_thread(server: Any, poll_interval: float = HOUR) -> threading.Thre
 
 def _connect(address: Any) -> socket.socket:
     return socket.create_connection(address, timeout=CLIENT_TIMEOUT)
+
+
+@contextmanager
+def _stopped_with_a_blocked_handler(server: Any, blocked: type[Blocked]) -> Iterator[socket.socket]:
+    """Serve, connect a client whose handler then blocks reading from it,
+    and stop serving (shutdown() returns: the handler is in its own thread).
+    Yields the client; server_close() is the test's to call."""
+    with _connect(server.server_address) as client:
+        thread = _serve_in_thread(server)
+        assert blocked.started.acquire(timeout=CLIENT_TIMEOUT)
+        server.shutdown()
+        thread.join(CLIENT_TIMEOUT)
+        yield client
 
 
 # -- shutdown() ------------------------------------------------------------------------
@@ -207,11 +213,7 @@ def test_block_on_close_waits_for_handler_threads(blocked: type[Blocked]) -> Non
 def test_grace_period_bounds_server_close(blocked: type[Blocked]) -> None:
     server = sync.ThreadingTCPServer(("127.0.0.1", 0), blocked)
     server.grace_period = 0.05
-    with _connect(server.server_address) as client:
-        thread = _serve_in_thread(server)
-        assert blocked.started.acquire(timeout=CLIENT_TIMEOUT)
-        server.shutdown()
-        thread.join(CLIENT_TIMEOUT)
+    with _stopped_with_a_blocked_handler(server, blocked) as client:
         server.server_close()  # after 0.05 s: unblocked, then joined
         assert read_to_eof(client) == b""
     assert blocked.ended == [b""]
@@ -223,13 +225,9 @@ def test_daemon_threads_do_not_wait_and_are_unblocked(blocked: type[Blocked]) ->
         daemon_threads = True
 
     server = Server(("127.0.0.1", 0), blocked)
-    with _connect(server.server_address) as client:
-        thread = _serve_in_thread(server)
-        assert blocked.started.acquire(timeout=CLIENT_TIMEOUT)
+    with _stopped_with_a_blocked_handler(server, blocked) as client:
         [worker] = [t for t in threading.enumerate() if t.name.startswith("Server-handler")]
         assert worker.daemon
-        server.shutdown()
-        thread.join(CLIENT_TIMEOUT)
         server.server_close()  # returns without waiting...
         assert read_to_eof(client) == b""  # ...and the handler's connection is shut down
         worker.join(CLIENT_TIMEOUT)
@@ -242,11 +240,7 @@ def test_block_on_close_false_does_not_wait(blocked: type[Blocked]) -> None:
         block_on_close = False
 
     server = Server(("127.0.0.1", 0), blocked)
-    with _connect(server.server_address) as client:
-        thread = _serve_in_thread(server)
-        assert blocked.started.acquire(timeout=CLIENT_TIMEOUT)
-        server.shutdown()
-        thread.join(CLIENT_TIMEOUT)
+    with _stopped_with_a_blocked_handler(server, blocked) as client:
         server.server_close()  # returns while the handler still runs
         [worker] = [t for t in threading.enumerate() if t.name.startswith("Server-handler")]
         assert worker.is_alive()

@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import trio_socketserver.sync as sync
 
-from .sync_helpers import CLIENT_TIMEOUT, child_pids, client_family, read_to_eof
+from .sync_helpers import CLIENT_TIMEOUT, client_family, read_to_eof
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*forking the fork helper:RuntimeWarning")
 
@@ -64,15 +63,7 @@ def _connect(address: Any) -> socket.socket:
     return s
 
 
-@pytest.fixture
-def nothing_left(no_fd_leak: None) -> Iterator[None]:
-    threads = set(threading.enumerate())
-    yield
-    assert set(threading.enumerate()) <= threads, "a thread outlived server_close()"
-    assert child_pids() == set(), "a child process outlived server_close()"
-
-
-@pytest.mark.usefixtures("nothing_left")
+@pytest.mark.usefixtures("no_leak")
 @pytest.mark.parametrize("mode", ["graceful", "deadline", "daemon"])
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 @pytest.mark.parametrize("model", ["sequential", "threading", "forking"])
