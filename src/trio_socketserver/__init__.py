@@ -67,6 +67,7 @@ from ._handlers import (
 from ._handlers import (
     StreamRequestHandler as StreamRequestHandler,
 )
+from ._module_metadata import fixup_module_metadata as _fixup_module_metadata
 from ._protocols import HandlerFactory as HandlerFactory
 from ._protocols import RequestHandler as RequestHandler
 from ._serve import serve as serve
@@ -129,16 +130,5 @@ __all__ = [
 ]
 
 
-def _fixup_module_metadata() -> None:
-    # Report public objects as trio_socketserver.X (tracebacks, reprs, docs),
-    # as trio does with fixup_module_metadata.
-    import types
-
-    for name in __all__:
-        obj = globals()[name]
-        if isinstance(obj, (type, types.FunctionType)) and obj.__module__.startswith(__name__):
-            obj.__module__ = __name__
-
-
-_fixup_module_metadata()
+_fixup_module_metadata(__name__, globals(), __all__)
 del _fixup_module_metadata

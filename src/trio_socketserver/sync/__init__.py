@@ -24,6 +24,7 @@ from socketserver import BaseRequestHandler as BaseRequestHandler
 from socketserver import DatagramRequestHandler as DatagramRequestHandler
 from socketserver import StreamRequestHandler as StreamRequestHandler
 
+from .._module_metadata import fixup_module_metadata as _fixup_module_metadata
 from ._forking import ForkingMixIn as ForkingMixIn
 from ._forking import ForkingTCPServer as ForkingTCPServer
 from ._forking import ForkingUDPServer as ForkingUDPServer
@@ -62,14 +63,6 @@ __all__ = [
 ]
 
 
-def _fixup_module_metadata() -> None:
-    # Report our classes as trio_socketserver.sync.X (as trio does); the
-    # handler classes are the stdlib's and keep their module.
-    for name in __all__:
-        obj = globals()[name]
-        if isinstance(obj, type) and obj.__module__.startswith(__name__ + "."):
-            obj.__module__ = __name__
-
-
-_fixup_module_metadata()
+# Our classes report trio_socketserver.sync.X; the stdlib's handlers keep theirs.
+_fixup_module_metadata(__name__, globals(), __all__)
 del _fixup_module_metadata
