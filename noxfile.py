@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "tests_oldest", "typecheck", "lint", "docs"]
+nox.options.sessions = ["tests", "tests_oldest", "reliability", "typecheck", "lint", "docs"]
 nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -24,9 +24,10 @@ def _install(session: nox.Session, *groups: str, editable: bool = False) -> None
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest over real loopback sockets (the installed package, not src/)."""
+    """pytest over real loopback sockets (the installed package, not src/).
+    The reliability suite has a session of its own."""
     _install(session, "test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not reliability", *session.posargs)
 
 
 #: The oldest runtime dependencies pyproject.toml claims to support.
@@ -38,7 +39,17 @@ def tests_oldest(session: nox.Session) -> None:
     """pytest against the oldest trio and attrs that pyproject.toml allows."""
     _install(session, "test")
     session.install(*OLDEST)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not reliability", *session.posargs)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """The reliability suite (tests/reliability): faults, bad input and load
+    against real servers; prints the table. Short form by default (CI);
+    ``nox -s reliability -- --form=long --table=docs/reliability_table.rst``
+    for the long form and the table the docs publish."""
+    _install(session, "reliability")
+    session.run("pytest", "tests/reliability", *session.posargs)
 
 
 @nox.session

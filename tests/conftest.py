@@ -17,6 +17,23 @@ from typing import Any
 import pytest
 import trio
 
+# The reliability suite's options, marker and table (pytest takes options only
+# from the root conftest); its fixtures are in tests/reliability/conftest.py.
+from .reliability.report import (
+    pytest_addoption as pytest_addoption,
+)
+from .reliability.report import (
+    pytest_collection_modifyitems as pytest_collection_modifyitems,
+)
+from .reliability.report import (
+    pytest_configure as pytest_configure,
+)
+from .reliability.report import (
+    pytest_runtest_makereport as pytest_runtest_makereport,
+)
+from .reliability.report import (
+    pytest_terminal_summary as pytest_terminal_summary,
+)
 from .sync_helpers import child_pids
 
 # Type-checked by `nox -s typecheck`, never executed.
