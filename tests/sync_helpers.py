@@ -66,9 +66,15 @@ def datagram_roundtrip(address: Any, payload: bytes, bind_path: str | None = Non
 
 
 def child_pids() -> set[int]:
-    """Live (non-zombie) child processes of this process."""
+    """Child processes of this process, unreaped ones (zombies) included."""
+    return set(child_states())
+
+
+def child_states() -> dict[int, str]:
+    """This process's children and their state letters from /proc (``Z``
+    for a zombie: exited, not yet reaped)."""
     me = os.getpid()
-    found = set()
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -78,5 +84,5 @@ def child_pids() -> set[int]:
         except OSError:
             continue
         if int(fields[1]) == me:
-            found.add(int(entry))
+            found[int(entry)] = fields[0]
     return found

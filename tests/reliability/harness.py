@@ -42,7 +42,7 @@ import trio
 import trio_socketserver as ts
 import trio_socketserver.sync as sync
 
-from ..sync_helpers import child_pids
+from ..sync_helpers import child_states
 
 API = Literal["async", "sync"]
 Transport = Literal["tcp", "udp", "unix", "unixdgram"]
@@ -487,22 +487,6 @@ def _open_fds() -> dict[int, str]:
     return fds
 
 
-def _zombies() -> set[int]:
-    me = os.getpid()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] == "Z":
-            found.add(int(entry))
-    return found
-
-
 @attrs.frozen
 class Snapshot:
     """What this process holds: descriptors, threads, children."""
@@ -514,11 +498,12 @@ class Snapshot:
 
     @classmethod
     def take(cls) -> Snapshot:
+        children = child_states()
         return cls(
             _open_fds(),
             frozenset(threading.enumerate()),
-            frozenset(child_pids()),
-            frozenset(_zombies()),
+            frozenset(pid for pid, state in children.items() if state != "Z"),
+            frozenset(pid for pid, state in children.items() if state == "Z"),
         )
 
     def leaks_since(self, before: Snapshot) -> list[str]:
