@@ -482,3 +482,38 @@ def test_requests_are_real_blocking_sockets() -> None:
     with serving(server):
         stream_roundtrip(server.server_address, b"")
     assert kinds == [(socket.socket, None, True)]
+
+
+# -- Rule 6 of the engine: waiting in poll(2) while trio is idle ---------------------
+
+
+def test_the_direct_wait_is_available_on_this_trio() -> None:
+    """The engine's poll(2) wait reads private attributes of trio's run; on
+    every trio version we test (nox -s tests_oldest too) they must be there,
+    or the optimisation would silently be lost."""
+    import trio
+
+    from trio_socketserver.sync._engine import _DirectWait
+
+    async def probe() -> bool:
+        with socket.socket() as s:
+            return _DirectWait.for_current_run(s.fileno()) is not None
+
+    assert trio.run(probe)
+
+
+@pytest.mark.usefixtures("no_leak")
+@pytest.mark.parametrize("name", ["TCPServer", "ThreadingTCPServer", "UDPServer"])
+def test_serving_without_the_direct_wait(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where trio's internals differ, the engine waits through trio only."""
+    from trio_socketserver.sync._engine import _DirectWait
+
+    monkeypatch.setattr(_DirectWait, "for_current_run", classmethod(lambda cls, fd: None))
+    handler = UpperDatagram if name == "UDPServer" else UpperLines
+    server = getattr(sync, name)(("127.0.0.1", 0), handler)
+    with serving(server, poll_interval=3600.0):
+        for i in range(3):
+            if name == "UDPServer":
+                assert datagram_roundtrip(server.server_address, b"x%d" % i) == b"X%d" % i
+            else:
+                assert stream_roundtrip(server.server_address, b"x%d\n" % i) == b"X%d\n" % i
