@@ -372,6 +372,42 @@ def test_oversized_datagram_is_dropped_and_counted(caplog: pytest.LogCaptureFixt
     assert "larger than max_packet_size" in caplog.text
 
 
+def test_get_request_called_directly_blocks_for_the_datagram_after_a_dropped_one() -> None:
+    """Outside the engine, get_request() is blocking as the stdlib's is: after
+    dropping an oversized datagram it reads the next one without
+    MSG_DONTWAIT (with it, an empty queue would raise BlockingIOError where
+    the stdlib waits). Inside the engine the next read must not block."""
+
+    class Small(sync.UDPServer):
+        max_packet_size = 16
+
+    flags_seen: list[int] = []
+
+    class Recording:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def recvfrom(self, size: int, flags: int = 0) -> tuple[bytes, Any]:
+            flags_seen.append(flags)
+            return self.sock.recvfrom(size, flags)
+
+    with (
+        Small(("127.0.0.1", 0), UpperDatagram) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c,
+    ):
+        c.sendto(b"x" * 17, server.server_address)
+        c.sendto(b"z", server.server_address)
+        real = server.socket
+        server.socket = Recording(real)  # type: ignore[assignment]
+        try:
+            (data, _), _ = server.get_request()
+        finally:
+            server.socket = real
+        assert data == b"z"
+        assert server.truncated_datagrams == 1
+        assert flags_seen == [0, 0]
+
+
 # -- Unix socket files ----------------------------------------------------------------------
 
 

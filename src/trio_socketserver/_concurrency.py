@@ -87,6 +87,8 @@ class ConcurrencyMixIn(BaseServer[RequestT, AddressT]):
             await self.process_request_task(request, client_address)
         finally:
             self._active -= 1
+            if self._drained is not None:
+                self._request_ended()
             lot = self._capacity_lot
             if lot is not None and lot:
                 lot.unpark()

@@ -215,6 +215,13 @@ class BaseServer(Generic[RequestT, AddressT]):
         self._ready_taker: Callable[[], tuple[RequestT, AddressT] | None] | None = None
         self._budget = FAIRNESS_INTERVAL
         self._queue_empty = False
+        # Set when the last request in progress ends, once a grace period
+        # is being watched (_watch_grace); None otherwise.
+        self._drained: trio.Event | None = None
+
+    #: Whether a grace period that expires with requests still running is
+    #: logged (the sync engine's handlers are threads: it reports its own).
+    _announces_grace_expiry: ClassVar[bool] = True
 
     # -- validation ------------------------------------------------------------
 
@@ -404,6 +411,7 @@ class BaseServer(Generic[RequestT, AddressT]):
             self._accept_scope = None
             self._serving = False
             self._shutdown_requested = False
+            self._drained = None
             self._stopped.set()
 
     async def handle_request(self) -> None:
@@ -448,6 +456,43 @@ class BaseServer(Generic[RequestT, AddressT]):
             scope.cancel()  # straight to phase 3
         elif grace is not None:
             scope.deadline = min(scope.deadline, trio.current_time() + grace)  # phase 2
+            self._watch_grace(scope)
+
+    def _watch_grace(self, scope: trio.CancelScope) -> None:
+        """Make phase 3 visible: if the grace period ends with requests still
+        running, say so in the log (once per shutdown). A watcher task in the
+        handlers' nursery waits for the last request to end; phase 3
+        cancels it with the handlers, and it logs only if that was the
+        deadline (not daemon_requests, grace_period=0 or a cancellation
+        from outside, which are asked for)."""
+        nursery = self._nursery
+        if (
+            not self._announces_grace_expiry
+            or nursery is None
+            or self._drained is not None
+            or not self._active
+        ):
+            return
+        drained = self._drained = trio.Event()
+        nursery.start_soon(self._announce_grace_expiry, scope, drained)
+
+    async def _announce_grace_expiry(self, scope: trio.CancelScope, drained: trio.Event) -> None:
+        try:
+            await drained.wait()
+        except trio.Cancelled:
+            if self._active and trio.current_time() >= scope.deadline:
+                SERVER_LOGGER.warning(
+                    "%s: the grace period ended with %d request(s) still running: cancelling them",
+                    self._display_name(),
+                    self._active,
+                )
+            raise
+
+    def _request_ended(self) -> None:
+        """Called after ``_active`` goes down."""
+        drained = self._drained
+        if drained is not None and not self._active:
+            drained.set()
 
     # -- context managers --------------------------------------------------------
 
@@ -543,7 +588,12 @@ class BaseServer(Generic[RequestT, AddressT]):
             else:
                 await self.shutdown_request(request)
         except Exception:
-            self._report_error(request, client_address)
+            try:
+                self._report_error(request, client_address)
+            except BaseException:  # from handle_error: the request is still shut down
+                with trio.CancelScope(shield=True):
+                    await self.shutdown_request(request)
+                raise
             await self.shutdown_request(request)
         except BaseException:
             with trio.CancelScope(shield=True):
@@ -553,6 +603,8 @@ class BaseServer(Generic[RequestT, AddressT]):
             # Concurrent servers count their handler tasks themselves; here the
             # count covers a request processed in this task.
             self._active -= 1
+            if self._drained is not None:
+                self._request_ended()
 
     async def _get_request_backing_off(self) -> tuple[RequestT, AddressT]:
         while True:

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import API, APIS, ECHO, TRANSPORTS, Form, Transport, load, running
+from .harness import (
+    API,
+    APIS,
+    ECHO,
+    TRANSPORTS,
+    UDP_IN_FLIGHT,
+    Form,
+    Transport,
+    load,
+    running,
+)
 from .report import Row
 
 
@@ -19,7 +29,8 @@ async def test_steady_load(api: API, transport: Transport, row: Row, form: Form)
     # up here as lost, so loopback at this load must drop none.
     assert tally.served == form.clients, tally
     row.record(
-        load=f"{form.clients} requests at once",
+        load=f"{form.clients} requests at once"
+        + (f" (at most {UDP_IN_FLIGHT} in flight)" if transport == "udp" else ""),
         faults="none",
         result=str(tally),
         lost=tally.lost,

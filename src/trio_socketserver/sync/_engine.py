@@ -95,6 +95,10 @@ _Taken = tuple[Any, Any]
 class Engine(_AsyncBaseServer[Any, Any]):
     """The async server behind one blocking front (see the module docstring)."""
 
+    # The front's handlers are blocking calls and threads, which trio's
+    # deadline does not reach: the front applies and reports grace_period.
+    _announces_grace_expiry = False
+
     def __init__(self, front: BaseServer) -> None:
         # The engine never constructs handlers: the front's hooks do.
         super().__init__(None, front.RequestHandlerClass)
@@ -164,7 +168,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
         fd = self._server_fd()
         if not front._has_capacity():
             return None
-        take = front._ready_taker() or front.get_request
+        take = front._ready_taker() or front._get_request_for_engine
         deadline = None if wait_for is None else time.monotonic() + wait_for
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -294,7 +298,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
             while True:
                 await self._wait_readable()
                 try:
-                    return _closed_is_closed(front.get_request)
+                    return _closed_is_closed(front._get_request_for_engine)
                 except BlockingIOError:
                     continue  # someone else took it (another process sharing the socket)
         if self._queue_empty:
@@ -334,8 +338,10 @@ class Engine(_AsyncBaseServer[Any, Any]):
             else:
                 self._end_request(request)
         except Exception:
-            self._report_error(request, client_address)
-            self._end_request(request)
+            try:
+                self._report_error(request, client_address)
+            finally:  # a BaseException from handle_error: still Rule 1
+                self._end_request(request)
         except BaseException:
             self._end_request(request)
             raise

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
+from .._log import SERVER_LOGGER
 from ._servers import BaseServer, TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
 
 __all__ = [
@@ -250,6 +251,13 @@ class ForkingMixIn(_MixinBase):
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 ready, _, _ = select.select([helper.sock], [], [], timeout)
                 if not ready:
+                    SERVER_LOGGER.warning(
+                        "%s: the grace period (%s s) ended with %d child process(es) still "
+                        "running: sending them SIGTERM and waiting for them",
+                        type(self).__name__,
+                        grace,
+                        len(self.active_children or ()),
+                    )
                     self._terminate_children()
                     deadline = None
                     continue

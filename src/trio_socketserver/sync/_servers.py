@@ -284,6 +284,18 @@ class BaseServer:
         the engine's Rule 1), else None."""
         return None
 
+    #: True while the engine calls an overridden get_request() (which it
+    #: does only once the socket is readable): see UDPServer._receive.
+    _engine_taking: bool = False
+
+    def _get_request_for_engine(self) -> tuple[Any, Any]:
+        """``get_request()`` as the engine calls it."""
+        self._engine_taking = True
+        try:
+            return self.get_request()
+        finally:
+            self._engine_taking = False
+
     def _has_service_actions(self) -> bool:
         return type(self).service_actions is not BaseServer.service_actions
 
@@ -349,7 +361,7 @@ class BaseServer:
     def _wait_stopped(self, run: _Run) -> None:
         grace = self.grace_period
         if grace is not None and not run.stopped.wait(grace):
-            self._unblock_requests()
+            self._grace_expired("the request being handled still running")
         run.stopped.wait()
 
     def _stop_serving(self) -> None:
@@ -370,6 +382,20 @@ class BaseServer:
         if key in self._inflight:  # only the request's own thread removes it
             with self._inflight_lock:
                 self._inflight.pop(key, None)
+
+    def _grace_expired(self, what: str) -> None:
+        """The grace period ended with handlers running: say so, and unblock
+        those stuck in socket I/O. (Handlers blocked elsewhere, in
+        ``time.sleep`` or a CPU loop, cannot be interrupted; the caller goes
+        on waiting for them, and this warning is how a stuck handler shows.)"""
+        SERVER_LOGGER.warning(
+            "%s: the grace period (%s s) ended with %s: shutting down their "
+            "connections and waiting for them",
+            type(self).__name__,
+            self.grace_period,
+            what,
+        )
+        self._unblock_requests()
 
     def _unblock_requests(self) -> None:
         """Shut down the connections of in-flight requests, so that handlers
@@ -482,8 +508,14 @@ class TCPServer(BaseServer):
         self.close_request(request)
 
     def close_request(self, request: Any) -> None:
-        """Close the connection."""
+        """Close the connection, for real. The stdlib's ``request.close()``
+        leaves the descriptor open while a ``makefile()`` object of it is
+        alive: a handler's ``rfile``/``wfile`` when ``finish()`` did not run
+        (``setup()`` raised after creating them) and the exception, with its
+        traceback, is kept by a logging handler or error reporter."""
         request.close()
+        if request.fileno() != -1:  # makefile() objects still refer to it
+            os.close(request.detach())
 
     def _ready_taker(self) -> Any:
         if type(self).get_request is not TCPServer.get_request:
@@ -539,7 +571,12 @@ class UDPServer(TCPServer):
                 client_address,
                 limit,
             )
-            flags |= socket.MSG_DONTWAIT  # never block for the next one
+            if self._engine_taking:
+                # The engine called us because one datagram was ready: do not
+                # block its loop for the next (Rule 1; BlockingIOError means
+                # "wait again" there). Called by anyone else, we block for
+                # the next datagram, as the stdlib's get_request does.
+                flags |= socket.MSG_DONTWAIT
 
     def _take_ready(self) -> tuple[Any, Any]:
         return self._receive(socket.MSG_DONTWAIT)

@@ -72,7 +72,9 @@ class ThreadingMixIn(_MixinBase):
         try:
             self.finish_request(request, client_address)
         except Exception:
-            self.handle_error(request, client_address)
+            # Rule 2: handle_error raising is logged too (the stdlib lets it
+            # kill the thread, for threading.excepthook to print).
+            self._engine._report_error(request, client_address)
         finally:
             self.shutdown_request(request)
 
@@ -135,7 +137,7 @@ class ThreadingMixIn(_MixinBase):
         grace = self.grace_period
         try:
             if grace is not None and not pool.join(grace):
-                self._unblock_requests()
+                self._grace_expired(f"{pool.busy} handler thread(s) still running")
             pool.join()
         except KeyboardInterrupt:
             self._unblock_requests()

@@ -155,8 +155,11 @@ class WorkerPool:
                 return
             self._started += 1
             number = self._started
+        # The first job travels in a list that _work empties: Thread keeps
+        # its args for the thread's whole life, and a finished request must
+        # not stay reachable from an idle thread.
         thread = threading.Thread(
-            target=self._work, args=(job,), name=f"{self._name}-{number}", daemon=daemon
+            target=self._work, args=([job],), name=f"{self._name}-{number}", daemon=daemon
         )
         with self._lock:
             self._threads.add(thread)
@@ -172,9 +175,10 @@ class WorkerPool:
                     raise
                 self._backlog.append(job)  # the next free thread takes it
 
-    def _work(self, job: _Job) -> None:
+    def _work(self, first: list[_Job]) -> None:
         me = threading.current_thread()
         idle = _Idle()
+        job = first.pop()
         try:
             while True:
                 fn, args = job
@@ -187,7 +191,7 @@ class WorkerPool:
                         self._busy -= 1
                     self._on_free()
                     raise
-                del fn, args
+                del fn, args, job  # nothing of a finished request stays reachable
                 with self._lock:
                     if self._backlog:
                         job = self._backlog.popleft()
