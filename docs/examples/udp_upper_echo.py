@@ -1,7 +1,8 @@
 """UDP server: reply to each datagram with its content upper-cased.
 
 For a datagram server ``self.request`` is ``(data, socket)``: there is no
-connection, so the reply goes to ``self.client_address`` with ``sendto``.
+connection, so the reply goes to ``self.client_address``, sent with the
+server's ``sendto``.
 
     python docs/examples/udp_upper_echo.py [--port 9999]
 
@@ -20,10 +21,10 @@ import trio_socketserver
 
 class UpperCaseDatagramHandler(trio_socketserver.BaseRequestHandler):
     async def handle(self) -> None:
-        data, socket = self.request
+        data, _socket = self.request
         data = data.strip()
         print(f"{self.client_address[0]} wrote: {data!r}")
-        await socket.sendto(data.upper(), self.client_address)
+        await self.server.sendto(data.upper(), self.client_address)
 
 
 async def main(port: int = 9999) -> None:

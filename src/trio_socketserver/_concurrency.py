@@ -23,7 +23,7 @@ request is processed in the calling task.
 from __future__ import annotations
 
 import socket as _socket
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 
@@ -50,6 +50,9 @@ class ConcurrencyMixIn(BaseServer[RequestT, AddressT]):
     max_concurrent_requests: int | None = None
 
     _capacity_lot: trio.lowlevel.ParkingLot | None = None
+    #: Datagram servers: handlers reply at the same time, so
+    #: DatagramServer.sendto takes turns.
+    _concurrent_replies: ClassVar[bool] = True
 
     def _lot(self) -> trio.lowlevel.ParkingLot:
         if self._capacity_lot is None:

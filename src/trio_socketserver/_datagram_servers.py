@@ -2,7 +2,9 @@
 
 ``request`` is ``(data, socket)`` as in the stdlib, where ``socket`` is the
 server's :mod:`trio.socket` object: reply with
-``await socket.sendto(reply, client_address)``.
+``await self.server.sendto(reply, client_address)``, which concurrent
+handlers can call at once (``await socket.sendto(...)`` works too, but when
+the send buffer is full trio lets only one task wait on a socket).
 
 Oversized datagrams: the stdlib reads ``max_packet_size`` bytes and silently
 serves the truncated start of a larger datagram as if it were whole. Here
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import socket as _socket
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import trio
 
 from ._addresses import (
     IPAddress,
@@ -63,6 +67,28 @@ class DatagramServer(SocketServer[DatagramRequest, AddressT]):
             if len(data) <= limit:
                 return (data, self.socket), address
             self._dropped(address)
+
+    #: Whether handlers may reply at the same time (ConcurrencyMixIn), so
+    #: that :meth:`sendto` must take turns.
+    _concurrent_replies: ClassVar[bool] = False
+    _send_lock: trio.Lock | None = None
+
+    async def sendto(self, data: bytes, address: Any) -> None:
+        """Send ``data`` to ``address`` from the server's socket; what
+        :class:`DatagramRequestHandler` replies with.
+
+        Safe from concurrent handlers: when the socket's send buffer is
+        full, trio lets only one task wait to send on a socket (the others
+        would fail with :exc:`trio.BusyResourceError` and their replies be
+        lost), so in a concurrent server the handlers take turns."""
+        if not self._concurrent_replies:
+            await self.socket.sendto(data, address)
+            return
+        lock = self._send_lock
+        if lock is None:
+            lock = self._send_lock = trio.Lock()
+        async with lock:
+            await self.socket.sendto(data, address)
 
     def _dropped(self, address: object) -> None:
         self.truncated_datagrams += 1

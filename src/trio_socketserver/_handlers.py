@@ -167,4 +167,8 @@ class DatagramRequestHandler(BaseRequestHandler[DatagramRequest, AddressT, Serve
             # a TypeError here). Drop it, visibly.
             SERVER_LOGGER.debug("no reply sent: the client socket is unbound")
             return
-        await self.socket.sendto(self.wfile.getvalue(), address)
+        sendto = getattr(self.server, "sendto", None)  # DatagramServer.sendto takes turns
+        if sendto is None:
+            await self.socket.sendto(self.wfile.getvalue(), address)
+        else:
+            await sendto(self.wfile.getvalue(), address)

@@ -25,7 +25,10 @@ via :func:`serve`, or ``server_close()``):
 3. **Cancel.** At the deadline the handlers scope is cancelled: every handler
    gets :exc:`trio.Cancelled` at its next checkpoint, its ``finish()`` runs,
    its connection is closed. ``daemon_requests = True`` (or
-   ``grace_period=0``) goes straight to this phase.
+   ``grace_period=0``) goes straight to this phase. A grace period that
+   ends with requests still running is logged as a warning (a handler that
+   ignores cancellation, in a shielded scope, is waited for: trio cannot
+   stop it, and the warning is how it shows).
 
 ``serve_forever`` returns when the nursery is empty; ``shutdown()`` returns
 then too. Cancelling ``serve_forever`` from outside is phase 3 at once.
@@ -417,7 +420,10 @@ class BaseServer(Generic[RequestT, AddressT]):
     async def handle_request(self) -> None:
         """Handle one request, waiting at most ``timeout`` seconds for it
         (then :meth:`handle_timeout` is called). The handler runs to completion
-        before this returns, in concurrent servers too."""
+        before this returns, in concurrent servers too. :meth:`shutdown`
+        stops ``serve_forever`` only: as in the stdlib, it neither interrupts
+        nor prevents ``handle_request`` (one asked for while not serving
+        stays pending for the next ``serve_forever``)."""
         self._check_can_serve("handle_request()")
         timeout = self.timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout
@@ -446,7 +452,7 @@ class BaseServer(Generic[RequestT, AddressT]):
     def _begin_shutdown(self, grace_period: float | _Default | None) -> None:
         self._shutdown_requested = True
         self._shutting_down.set()
-        if self._accept_scope is not None:
+        if self._accept_scope is not None and self._serving:
             self._accept_scope.cancel()  # phase 1
         scope = self._handlers_scope
         if scope is None:
@@ -565,8 +571,11 @@ class BaseServer(Generic[RequestT, AddressT]):
                 # Nothing queued: get_request waits before it tries again.
                 self._queue_empty = True
         with trio.CancelScope(deadline=deadline) as accept_scope:
+            # Only serve_forever's loop stops for shutdown(): handle_request,
+            # as in the stdlib, leaves a pending shutdown for the next
+            # serve_forever (_begin_shutdown cancels this scope only then).
             self._accept_scope = accept_scope
-            if self._shutdown_requested:
+            if self._shutdown_requested and self._serving:
                 accept_scope.cancel()
             try:
                 await self._wait_for_capacity()
@@ -612,6 +621,10 @@ class BaseServer(Generic[RequestT, AddressT]):
                 request = await self.get_request()
             except trio.ClosedResourceError:
                 # server_close() from another task while we waited.
+                if not self._serving:  # in handle_request
+                    raise RuntimeError(
+                        f"{self._display_name()}: the server socket was closed"
+                    ) from None
                 self._begin_shutdown(_DEFAULT)
                 await trio.lowlevel.checkpoint()  # delivers phase 1's cancellation
                 raise AssertionError("unreachable: the accept scope is cancelled") from None

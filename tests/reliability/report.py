@@ -143,12 +143,12 @@ def pytest_terminal_summary(
         )
     path = config.getoption("table")
     if path:
-        Path(path).write_text(_rst(rows, form))
+        Path(path).write_text(_rst(rows, form, path))
         terminalreporter.write_line(f"table written to {path}")
 
 
-def _rst(rows: list[Row], form: str) -> str:
-    command = "nox -s reliability" + ("" if form == "short" else f" -- --form={form}")
+def _rst(rows: list[Row], form: str, path: str) -> str:
+    command = f"nox -s reliability -- --form={form} --table={path}"
     lines = [
         f".. Produced by ``{command}`` on {datetime.date.today().isoformat()},",
         f"   Python {sys.version.split()[0]}. Do not edit: rerun the command.",

@@ -343,7 +343,8 @@ class Engine(_AsyncBaseServer[Any, Any]):
             finally:  # a BaseException from handle_error: still Rule 1
                 self._end_request(request)
         except BaseException:
-            self._end_request(request)
+            if front._may_close_after_interrupt(request):
+                self._end_request(request)
             raise
         finally:
             self._active -= 1

@@ -144,7 +144,10 @@ class BaseServer:
         _check_handler_class(RequestHandlerClass, type(self).__name__)
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
-        self._state_lock = threading.Lock()
+        # Re-entrant: shutdown() may run in a signal handler (a SIGTERM
+        # handler calling it is the usual way to stop a blocking server) that
+        # interrupts this thread while it holds the lock.
+        self._state_lock = threading.RLock()
         self._run: _Run | None = None
         self._stop_before_serving = False
         self._inflight: dict[int, Any] = {}
@@ -208,7 +211,11 @@ class BaseServer:
             run.stop_requested = True
             thread, token = run.thread, run.token
         if thread == threading.get_ident():
-            self._engine.begin_shutdown_here()
+            # A handler, service_actions or a signal handler of the serving
+            # thread: start the shutdown (or, if trio is not running yet,
+            # leave stop_requested for _loop_started) and return.
+            if token is not None:
+                self._engine.begin_shutdown_here()
             return
         if token is not None:
             self._engine.begin_shutdown_threadsafe(token)
@@ -296,6 +303,12 @@ class BaseServer:
         finally:
             self._engine_taking = False
 
+    def _may_close_after_interrupt(self, request: Any) -> bool:
+        """Whether the serving thread may close ``request`` after a
+        ``BaseException`` interrupted its processing (ThreadingMixIn: not if
+        a handler thread has taken it)."""
+        return True
+
     def _has_service_actions(self) -> bool:
         return type(self).service_actions is not BaseServer.service_actions
 
@@ -331,10 +344,15 @@ class BaseServer:
                     f"{what} called while this server is already running serve_forever() "
                     "or handle_request() (in another thread?)"
                 )
+            run = _Run(serving)
+            # The thread is known before the run is published: shutdown()
+            # from this thread (a signal handler) must never wait for it.
+            run.thread = threading.get_ident()
+            self._run = run
             if serving and self._stop_before_serving:
                 self._stop_before_serving = False
+                self._run = None
                 return None
-            self._run = run = _Run(serving)
         return run
 
     def _end_run(self, run: _Run) -> None:
@@ -354,7 +372,7 @@ class BaseServer:
     def _reset_locks_after_fork(self) -> None:
         """In a forked single-threaded copy: locks other threads may have
         held at the fork are replaced, and no run is in progress there."""
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.RLock()
         self._inflight_lock = threading.Lock()
         self._run = None
 

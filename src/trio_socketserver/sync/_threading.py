@@ -30,6 +30,7 @@ Here:
 from __future__ import annotations
 
 import socket
+import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._servers import BaseServer, TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
@@ -66,6 +67,12 @@ class ThreadingMixIn(_MixinBase):
     _hands_off_requests: ClassVar[bool] = True
     _pool: WorkerPool | None = None
 
+    # Claims of requests handed to threads, by id(request) (see
+    # process_request); made on first use, so that subclasses whose
+    # __init__ skips ours (the stdlib's mixin has none) keep working. A dict
+    # store and pop are atomic.
+    _claims: dict[int, threading.Lock] | None = None
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Same as BaseServer.process_request, in a thread: finish the
         request, route an Exception to handle_error, always shut it down."""
@@ -80,15 +87,37 @@ class ThreadingMixIn(_MixinBase):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Hand the request to a thread that runs process_request_thread."""
+        # Who owns the request is decided by who takes its claim first: the
+        # worker thread when it starts, or the serving thread when an
+        # exception (Ctrl-C can land anywhere, even inside submit() after
+        # the thread has started) makes it close the request instead. So a
+        # request is never closed under a handler that is running it.
+        claims = self._claims
+        if claims is None:
+            claims = self._claims = {}
+        claim = claims[id(request)] = threading.Lock()
         self._thread_pool().submit(
-            self._request_thread, (request, client_address), daemon=bool(self.daemon_threads)
+            self._request_thread,
+            (request, client_address, claim),
+            daemon=bool(self.daemon_threads),
         )
 
-    def _request_thread(self, request: Any, client_address: Any) -> None:
+    def _request_thread(self, request: Any, client_address: Any, claim: threading.Lock) -> None:
+        if not claim.acquire(blocking=False):
+            return  # the serving thread closed it (see process_request)
         try:
             self.process_request_thread(request, client_address)
         finally:
+            claims = self._claims
+            if claims is not None:
+                claims.pop(id(request), None)
             self._forget(request)  # even if an override skipped shutdown_request
+
+    def _may_close_after_interrupt(self, request: Any) -> bool:
+        claim = self._claims.pop(id(request), None) if self._claims is not None else None
+        # No claim: never handed to a thread, or its thread has finished
+        # (closing a closed socket object again is harmless).
+        return claim is None or claim.acquire(blocking=False)
 
     def _thread_pool(self) -> WorkerPool:
         pool = self._pool
