@@ -48,7 +48,7 @@ def reliability(session: nox.Session) -> None:
     against real servers; prints the table. Short form by default (CI);
     ``nox -s reliability -- --form=long --table=docs/reliability_table.rst``
     for the long form and the table the docs publish."""
-    _install(session, "reliability")
+    _install(session, "test")
     session.run("pytest", "tests/reliability", *session.posargs)
 
 
