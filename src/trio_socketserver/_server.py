@@ -570,6 +570,11 @@ class BaseServer(Generic[RequestT, AddressT]):
                     return True
                 # Nothing queued: get_request waits before it tries again.
                 self._queue_empty = True
+        return await self._handle_one_waiting(deadline)
+
+    async def _handle_one_waiting(self, deadline: float) -> bool:
+        """The slow path of :meth:`_handle_one`: wait for a request (at most
+        until ``deadline``) in the accept scope that phase 1 cancels."""
         with trio.CancelScope(deadline=deadline) as accept_scope:
             # Only serve_forever's loop stops for shutdown(): handle_request,
             # as in the stdlib, leaves a pending shutdown for the next

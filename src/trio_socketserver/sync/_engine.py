@@ -242,6 +242,43 @@ class Engine(_AsyncBaseServer[Any, Any]):
             self._budget = SYNC_FAIRNESS_INTERVAL
             await trio.lowlevel.checkpoint()
 
+    async def _handle_one(self, deadline: float = math.inf) -> bool:
+        # Rule 7: requests already queued are taken and processed in a plain
+        # loop (_drain), up to SYNC_FAIRNESS_INTERVAL of them between two
+        # yields to trio, instead of one coroutine round (_handle_one,
+        # _fair_checkpoint, _process) per request.
+        take = self._take
+        if take is None or deadline != math.inf:
+            return await super()._handle_one(deadline)
+        if self._budget <= 0:
+            self._budget = SYNC_FAIRNESS_INTERVAL
+            await trio.lowlevel.checkpoint()
+        if self._drain(take):
+            return True
+        return await self._handle_one_waiting(deadline)
+
+    def _drain(self, take: Callable[[], _Taken]) -> bool:
+        """Process queued requests until none is left, the budget is spent,
+        shutdown begins or the cap is reached; True if any was processed."""
+        handled = False
+        while self._budget > 0:
+            if self._stop_asked:
+                self._stop_asked = False
+                self._begin_shutdown(_DEFAULT_GRACE)
+            if self._shutdown_requested or not self._has_capacity():
+                break
+            try:
+                taken = take()
+            except BlockingIOError:
+                self._queue_empty = True  # get_request waits before it tries again
+                break
+            except OSError:
+                break  # the waiting path retries it and backs off (Rule 4)
+            self._budget -= 1
+            handled = True
+            self.process_blocking(*taken)
+        return handled
+
     async def _wait_for_capacity(self) -> None:
         front = self._front
         while not front._has_capacity():

@@ -395,11 +395,20 @@ class BaseServer:
         is atomic; only removal needs the lock."""
         self._inflight[id(request)] = request
 
+    #: Set (for good) once _unblock_requests has run: from then on _forget
+    #: waits for any unblocking in progress before a request is closed.
+    _unblocking: bool = False
+
     def _forget(self, request: Any) -> None:
-        key = id(request)
-        if key in self._inflight:  # only the request's own thread removes it
+        # Removal is atomic (only the request's own thread removes it); the
+        # lock is needed only against _unblock_requests shutting the socket
+        # down while the caller goes on to close it. The flag is set before
+        # _unblock_requests copies the requests: so either that copy was
+        # taken after this pop (and lacks the request), or the flag is seen
+        # here and the lock waits for the unblocking to finish.
+        if self._inflight.pop(id(request), None) is not None and self._unblocking:
             with self._inflight_lock:
-                self._inflight.pop(key, None)
+                pass
 
     def _grace_expired(self, what: str) -> None:
         """The grace period ended with handlers running: say so, and unblock
@@ -421,6 +430,7 @@ class BaseServer:
 
         Done under the lock that ``_forget`` takes before a request is
         closed, so the descriptor cannot be closed and reused under us."""
+        self._unblocking = True  # before the copy (see _forget)
         with self._inflight_lock:
             for request in list(self._inflight.values()):  # a copy: stores go on
                 try:
