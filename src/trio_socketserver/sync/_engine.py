@@ -59,6 +59,13 @@ Rule 6 (wait for the next request in poll(2) when trio has nothing else
     that poll return, and the engine then waits through trio as usual. This
     reads two private attributes of trio's run (``_DirectWait``); without
     them the engine always waits through trio.
+Rule 7 (queued requests are processed in a plain loop). While requests are
+    already queued, the engine takes and processes them in a plain Python
+    loop (``_drain``), up to SYNC_FAIRNESS_INTERVAL between two yields to
+    trio, checking the stop flag (Rule 2) before each one, instead of a
+    round of coroutines per request. With Rules 6 and 7 the sequential
+    TCPServer went from 0.96x to 1.04x of the stdlib's on connect-per-request
+    and UDPServer from 1.01x to 1.18x (docs/performance.rst).
 """
 
 from __future__ import annotations
