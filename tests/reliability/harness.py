@@ -283,9 +283,15 @@ async def running(
                 alive = thread.is_alive()
                 await in_thread(server.server_close)
             assert not alive, "serve_forever did not return after shutdown()"
-        leftover = [p.name for p in tmp_dir.iterdir() if p.name != "clients"]
-        assert not leftover, f"socket files left behind: {leftover}"
-        assert not list(client_dir.iterdir()), "a client socket file was left behind"
+        assert_nothing_left(tmp_dir)
+
+
+def assert_nothing_left(tmp_dir: Path) -> None:
+    """A server's temporary directory (as :func:`running` lays it out) holds
+    no socket file of the server's, and its ``clients`` folder no client's."""
+    leftover = [p.name for p in tmp_dir.iterdir() if p.name != "clients"]
+    assert not leftover, f"socket files left behind: {leftover}"
+    assert not list((tmp_dir / "clients").iterdir()), "a client socket file was left behind"
 
 
 # --- Clients ------------------------------------------------------------------
@@ -348,6 +354,18 @@ async def connect(srv: Running) -> trio.socket.SocketType:
     return sock
 
 
+async def try_connect(
+    srv: Running, deadline: float = CLIENT_DEADLINE
+) -> trio.socket.SocketType | None:
+    """:func:`connect` within ``deadline``; None if refused (the connect
+    failed or did not finish in time)."""
+    try:
+        with trio.fail_after(deadline):
+            return await connect(srv)
+    except (OSError, trio.TooSlowError):
+        return None
+
+
 async def _connect_unix_stream(path: str) -> trio.socket.SocketType:
     """Connect as a blocking client does. When a Unix listener's backlog is
     full, a non-blocking connect() fails with EAGAIN (connect(2)) where a
@@ -366,9 +384,10 @@ async def _connect_unix_stream(path: str) -> trio.socket.SocketType:
     return trio.socket.from_stdlib_socket(plain)
 
 
-def close_client(sock: trio.socket.SocketType) -> None:
-    """Close a client socket, removing a Unix datagram client's file."""
-    if sock.family == socket.AF_UNIX and sock.type == socket.SOCK_DGRAM:
+def close_client(sock: socket.socket | trio.socket.SocketType, *, any_unix: bool = False) -> None:
+    """Close a client socket, removing a Unix datagram client's file (with
+    ``any_unix``, the file of any bound Unix socket, stream ones too)."""
+    if sock.family == socket.AF_UNIX and (any_unix or sock.type == socket.SOCK_DGRAM):
         try:
             name = sock.getsockname()
         except OSError:
@@ -386,31 +405,63 @@ async def request(
 ) -> tuple[Outcome, bytes]:
     """One well-behaved request: send ``payload`` (a stream request is one
     line; the reply is expected to echo it), wait for the whole reply."""
-    try:
-        with trio.fail_after(deadline):
-            sock = await connect(srv)
-    except (OSError, trio.TooSlowError):
+    sock = await try_connect(srv, deadline)
+    if sock is None:
         return "refused", b""
     try:
-        with trio.move_on_after(deadline):
-            try:
-                await sock.send(payload)
-                if not srv.stream:
-                    return "served", await sock.recv(65536)
-                reply = bytearray()
-                while len(reply) < len(payload):
-                    chunk = await sock.recv(65536)
-                    if not chunk:
-                        return "closed", bytes(reply)
-                    reply += chunk
-                return "served", bytes(reply)
-            except OSError as exc:
-                if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED):
-                    return "closed", b""
-                raise
-        return "lost", b""
+        return await receive_reply(srv, sock, len(payload), deadline=deadline, send=payload)
     finally:
         close_client(sock)
+
+
+#: What becomes of a request once its client is connected.
+Replied = Literal["served", "closed", "lost"]
+
+
+async def receive_reply(
+    srv: Running,
+    sock: trio.socket.SocketType,
+    size: int,
+    *,
+    deadline: float = CLIENT_DEADLINE,
+    send: bytes | None = None,
+    on_sent: Callable[[], object] | None = None,
+    gone: tuple[int, ...] = (errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED),
+) -> tuple[Replied, bytes]:
+    """Send ``send`` (if given; then call ``on_sent``, if given) on the
+    connected ``sock``, then wait, at most ``deadline`` for both, for a reply
+    of ``size`` bytes (stream) or one datagram: "closed" if the server closed
+    the connection before the whole reply (EOF, or an ``OSError`` whose errno
+    is in ``gone``; any other is raised), "lost" if the deadline passed
+    first."""
+    with trio.move_on_after(deadline):
+        try:
+            if send is not None:
+                await sock.send(send)
+                if on_sent is not None:
+                    on_sent()
+            if not srv.stream:
+                return "served", await sock.recv(65536)
+            reply = bytearray()
+            while len(reply) < size:
+                chunk = await sock.recv(65536)
+                if not chunk:
+                    return "closed", bytes(reply)
+                reply += chunk
+            return "served", bytes(reply)
+        except OSError as exc:
+            if exc.errno in gone:
+                return "closed", b""
+            raise
+    return "lost", b""
+
+
+async def checked_request(srv: Running, payload: bytes) -> Outcome:
+    """:func:`request`, whose reply, if served, must echo ``payload``."""
+    outcome, reply = await request(srv, payload)
+    if outcome == "served" and reply != payload:
+        raise AssertionError(f"wrong reply {reply!r} to {payload!r}")
+    return outcome
 
 
 #: UDP requests a load keeps in flight at most. A UDP socket's default
@@ -422,19 +473,20 @@ async def request(
 UDP_IN_FLIGHT = 100
 
 
-async def load(srv: Running, n: int, *, payload: bytes = b"load %d\n") -> Tally:
+async def load(
+    srv: Running, n: int, *, payload: bytes = b"load %d\n", limit: int | None = None
+) -> Tally:
     """``n`` well-behaved requests at once (UDP: at most UDP_IN_FLIGHT at a
-    time); every reply checked."""
+    time; any transport: at most ``limit``, if given); every reply checked."""
     tally = Tally()
-    limiter = trio.CapacityLimiter(UDP_IN_FLIGHT if srv.transport == "udp" else max(n, 1))
+    if limit is None:
+        limit = UDP_IN_FLIGHT if srv.transport == "udp" else n
+    limiter = trio.CapacityLimiter(max(limit, 1))
 
     async def one(i: int) -> None:
         data = payload % i if b"%d" in payload else payload
         async with limiter:
-            outcome, reply = await request(srv, data)
-        if outcome == "served" and reply != data:
-            raise AssertionError(f"wrong reply {reply!r} to {data!r}")
-        tally.add(outcome)
+            tally.add(await checked_request(srv, data))
 
     async with trio.open_nursery() as nursery:
         for i in range(n):

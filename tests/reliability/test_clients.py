@@ -43,7 +43,7 @@ from .harness import (
     connect,
     in_thread,
     load,
-    request,
+    receive_reply,
     running,
 )
 from .report import Row
@@ -165,24 +165,7 @@ def at_once(transport: Transport, n: int, what: str = "requests") -> str:
 
 async def bounded_load(srv: Running, n: int) -> Tally:
     """:func:`load`, with at most :func:`in_flight` requests at once."""
-    limit = in_flight(srv.transport, n)
-    if limit == n:
-        return await load(srv, n)
-    tally = Tally()
-    limiter = trio.CapacityLimiter(limit)
-
-    async def one(i: int) -> None:
-        async with limiter:
-            data = b"load %d\n" % i
-            outcome, reply = await request(srv, data)
-        if outcome == "served" and reply != data:
-            raise AssertionError(f"wrong reply {reply!r} to {data!r}")
-        tally.add(outcome)
-
-    async with trio.open_nursery() as nursery:
-        for i in range(n):
-            nursery.start_soon(one, i)
-    return tally
+    return await load(srv, n, limit=in_flight(srv.transport, n))
 
 
 # --- 1, 2. Clients that stall -------------------------------------------------
@@ -314,6 +297,13 @@ async def test_half_line_stall(
 # --- 3. Reset mid-request -----------------------------------------------------
 
 
+def linger_reset(srv: Running, sock: trio.socket.SocketType) -> None:
+    """For TCP, make closing ``sock`` send an RST (``SO_LINGER`` ``(1, 0)``);
+    a Unix socket closes as it is."""
+    if srv.transport == "tcp":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 async def reset_mid_request(srv: Running) -> None:
     """Send a line and let its echo arrive unread, send half a line, then
     close so that the server sees a reset: for TCP with ``SO_LINGER``
@@ -325,8 +315,7 @@ async def reset_mid_request(srv: Running) -> None:
         with trio.fail_after(CLIENT_DEADLINE):
             await trio.lowlevel.wait_readable(sock)  # the echo is here, left unread
         await sock.send(b"second, half a li")
-        if srv.transport == "tcp":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        linger_reset(srv, sock)
     finally:
         close_client(sock)
 
@@ -383,8 +372,7 @@ async def reset_while_queued(srv: Running) -> None:
     sock = await connect(srv)
     try:
         await sock.send(b"queued, half a li")
-        if srv.transport == "tcp":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        linger_reset(srv, sock)
     finally:
         close_client(sock)
 
@@ -672,24 +660,14 @@ async def flood_request(
         return "refused", name
     payload = b"flood %d\n" % i
     try:
-        with trio.move_on_after(FLOOD_DEADLINE):
-            try:
-                await sock.send(payload)
-                reply = bytearray()
-                while len(reply) < len(payload):
-                    chunk = await sock.recv(65536)
-                    if not chunk:
-                        return "closed", name
-                    reply += chunk
-            except OSError as exc:
-                if exc.errno in CONNECTION_GONE:
-                    return "closed", name
-                raise
-            assert reply == payload, (reply, payload)
-            return "served", name
-        return "lost", name
+        outcome, reply = await receive_reply(
+            srv, sock, len(payload), deadline=FLOOD_DEADLINE, send=payload, gone=CONNECTION_GONE
+        )
     finally:
         sock.close()
+    if outcome == "served":
+        assert reply == payload, (reply, payload)
+    return outcome, name
 
 
 @pytest.mark.parametrize("transport", STREAMS)

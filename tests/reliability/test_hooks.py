@@ -332,30 +332,15 @@ async def bound_client(
             return trio.socket.from_stdlib_socket(plain)
         sock = trio.socket.from_stdlib_socket(plain)
     except BaseException:
-        _close_bound(plain)
+        close_client(plain, any_unix=True)
         raise
     try:
         with trio.fail_after(CLIENT_DEADLINE):
             await sock.connect(srv.address)
     except BaseException:
-        _close_bound(sock)
+        close_client(sock, any_unix=True)
         raise
     return sock
-
-
-def _close_bound(sock: socket.socket | trio.socket.SocketType) -> None:
-    """Close a bound client socket, removing its Unix socket file."""
-    if sock.family == socket.AF_UNIX:
-        try:
-            name = sock.getsockname()
-        except OSError:
-            name = None
-        if name:
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
-    sock.close()
 
 
 _RESET = (errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED)
@@ -415,7 +400,26 @@ async def faulty_request(srv: Running, plan: Plan) -> Outcome:
             return "closed" if reply == b"probe\n" else "served"
         return "lost"
     finally:
-        _close_bound(sock)
+        close_client(sock, any_unix=True)
+
+
+async def faulty_load(
+    srv: Running, plan: Plan, n_faults: int, n_good: int = 0
+) -> tuple[Tally, Tally]:
+    """``n_faults`` faulty requests (:func:`faulty_request`) at once, beside
+    ``n_good`` well-behaved ones (:func:`load`); then the server must still
+    serve. Returns the faulty requests' tally and the well-behaved ones'."""
+    faults = Tally()
+
+    async def one_fault() -> None:
+        faults.add(await faulty_request(srv, plan))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(n_faults):
+            nursery.start_soon(one_fault)
+        good = await load(srv, n_good) if n_good else Tally()
+    await srv.assert_serving()
+    return faults, good
 
 
 def reports(api: API, caplog: pytest.LogCaptureFixture, err: str) -> int:
@@ -460,17 +464,8 @@ async def test_hook_raises(
     n_good = form.clients // 5
     plan = Plan(phase)
     base = AsyncHooks if api == "async" else SyncHooks
-    faults = Tally()
     async with running(api, transport, FAULTY, concurrent=concurrent, base=base, plan=plan) as srv:
-
-        async def one_fault() -> None:
-            faults.add(await faulty_request(srv, plan))
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(n_faults):
-                nursery.start_soon(one_fault)
-            good = await load(srv, n_good)
-        await srv.assert_serving()
+        faults, good = await faulty_load(srv, plan, n_faults, n_good)
     err = capsys.readouterr().err
     assert faults.closed == n_faults, f"faulty requests: {faults}"
     assert good.served == n_good, f"well-behaved requests: {good}"
@@ -518,20 +513,12 @@ async def test_sync_setup_raises_error_kept(
     n_faults = form.faults // 5
     plan = Plan("setup")
     kept: list[BaseException] = []
-    faults = Tally()
     before = Snapshot.take()
     try:
         async with running(
             "sync", transport, FAULTY, base=SyncKeepingHooks, plan=plan, kept=kept
         ) as srv:
-
-            async def one_fault() -> None:
-                faults.add(await faulty_request(srv, plan))
-
-            async with trio.open_nursery() as nursery:
-                for _ in range(n_faults):
-                    nursery.start_soon(one_fault)
-            await srv.assert_serving()
+            faults, _ = await faulty_load(srv, plan, n_faults)
         leaked = [leak for leak in Snapshot.take().leaks_since(before) if leak.startswith("fd")]
     finally:
         # Release them (and the descriptors) so that nothing reaches the
@@ -590,17 +577,8 @@ async def test_handle_error_raises(
     n_good = form.clients // 5
     plan = Plan("handle")
     base = AsyncBrokenErrorHandler if api == "async" else SyncBrokenErrorHandler
-    faults = Tally()
     async with running(api, transport, FAULTY, concurrent=concurrent, base=base, plan=plan) as srv:
-
-        async def one_fault() -> None:
-            faults.add(await faulty_request(srv, plan))
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(n_faults):
-                nursery.start_soon(one_fault)
-            good = await load(srv, n_good)
-        await srv.assert_serving()
+        faults, good = await faulty_load(srv, plan, n_faults, n_good)
     logged = [
         r
         for r in caplog.records
@@ -672,7 +650,7 @@ async def test_handle_error_raises_base_exception_sequential(
             # wait tells a closed connection from one left open.
             outcome, _ = await read_to_eof(sock, deadline=1.0)
         finally:
-            _close_bound(sock)
+            close_client(sock, any_unix=True)
             server.server_close()
             # Release what the propagated exception holds (the request,
             # if it was left open), so that it does not reach the next

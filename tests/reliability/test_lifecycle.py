@@ -41,7 +41,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -60,6 +59,7 @@ import trio_socketserver as ts
 import trio_socketserver.sync as sync
 
 from ..test_examples import _Output
+from .children import OPEN_FDS, Spawned, spawned
 from .harness import (
     API,
     APIS,
@@ -73,9 +73,9 @@ from .harness import (
     Tally,
     Transport,
     close_client,
-    connect,
     in_thread,
     running,
+    try_connect,
 )
 from .report import Row
 
@@ -263,10 +263,8 @@ async def held_client(srv: Running, held: Held, kind: str, i: int) -> None:
 
 
 async def _exchange(srv: Running, ticket: _Ticket, kind: str, line: bytes) -> Outcome:
-    try:
-        with trio.fail_after(CLIENT_DEADLINE):
-            sock = await connect(srv)
-    except (OSError, trio.TooSlowError):
+    sock = await try_connect(srv)
+    if sock is None:
         return "refused"
     try:
         if srv.stream:
@@ -553,17 +551,10 @@ async def test_datagram_reply_burst_on_a_full_send_buffer(row: Row, form: Form) 
 #: What every child program starts with: it snapshots its descriptors, and
 #: ``report_leftovers()`` prints, as its last line, what it still holds
 #: (threads get a bounded join first, as interpreter exit would wait for them).
-_PRELUDE = """
+_PRELUDE = (
+    OPEN_FDS
+    + """
 import json, os, signal, socket, sys, threading
-
-def _fds():
-    found = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            found[name] = os.readlink("/proc/self/fd/" + name)
-        except OSError:
-            pass  # listdir's own descriptor
-    return found
 
 def _children():
     me, kids = str(os.getpid()), []
@@ -578,17 +569,18 @@ def _children():
                 kids.append(int(entry))
     return kids
 
-_BEFORE = _fds()
+_BEFORE = open_fds()
 
 def report_leftovers():
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
     for thread in others:
         thread.join(10)
-    leaks = [f"fd {fd} ({what})" for fd, what in _fds().items() if _BEFORE.get(fd) != what]
+    leaks = [f"fd {fd} ({what})" for fd, what in open_fds().items() if _BEFORE.get(fd) != what]
     leaks += [f"thread {t.name!r}" for t in others if t.is_alive()]
     leaks += [f"child process {pid}" for pid in _children()]
     print("LEFTOVERS", json.dumps(leaks), flush=True)
 """
+)
 
 _ASYNC_HANDLER = """
 import trio
@@ -846,17 +838,15 @@ PROGRAMS: list[Any] = [
 class Child:
     """A server program running in a subprocess."""
 
-    popen: subprocess.Popen[bytes]
-    pidfd: int
+    process: Spawned
     stdout: _Output
     stderr: _Output
 
     def send_signal(self, signum: signal.Signals) -> None:
-        self.popen.send_signal(signum)
+        self.process.popen.send_signal(signum)
 
     async def wait(self) -> int:
-        await trio.lowlevel.wait_readable(self.pidfd)
-        return self.popen.wait()
+        return await self.process.wait()
 
 
 @asynccontextmanager
@@ -866,25 +856,11 @@ async def start_child(argv: list[str]) -> AsyncIterator[tuple[Child, str]]:
 
     Not tests.test_examples.start_program: trio's open_process spawns in a
     trio worker thread, which then idles for 10 s and which the row's leak
-    check counts. Here the child is spawned in this thread, its pipes are
-    trio FdStreams, and its exit is awaited on a pidfd."""
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    try:
-        # In this thread on purpose (see above); spawning takes a millisecond.
-        popen = subprocess.Popen(  # noqa: ASYNC220
-            argv, stdout=out_w, stderr=err_w, env=_child_env()
-        )
-    except BaseException:
-        for fd in (out_r, out_w, err_r, err_w):
-            os.close(fd)
-        raise
-    os.close(out_w)
-    os.close(err_w)
-    out, err = trio.lowlevel.FdStream(out_r), trio.lowlevel.FdStream(err_r)
-    pidfd = os.pidfd_open(popen.pid)
-    child = Child(popen, pidfd, _Output(out), _Output(err))
-    try:
+    check counts. Here the child is started by :func:`.children.spawned`
+    (no trio worker thread, its pipes trio FdStreams, its exit awaited on a
+    pidfd)."""
+    async with spawned(argv, env=_child_env()) as process:
+        child = Child(process, _Output(process.stdout), _Output(process.stderr))
         with trio.fail_after(2 * CLIENT_DEADLINE):
             line = (await child.stdout.readline()).decode()
         if not line.startswith("listening on "):
@@ -892,13 +868,6 @@ async def start_child(argv: list[str]) -> AsyncIterator[tuple[Child, str]]:
                 rest = (await child.stderr.read_rest()).decode()
             pytest.fail(f"the program printed {line!r} instead of its address; stderr:\n{rest}")
         yield child, line.removeprefix("listening on ").strip()
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-        popen.wait()
-        os.close(pidfd)
-        await out.aclose()
-        await err.aclose()
 
 
 def _child_env() -> dict[str, str]:

@@ -21,13 +21,11 @@ concurrency cap, and memory over a soak.
 
 from __future__ import annotations
 
-import errno
 import gc
 import itertools
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -36,7 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 import pytest
@@ -46,6 +44,7 @@ import trio.testing
 import trio_socketserver as ts
 import trio_socketserver.sync as sync
 
+from .children import OPEN_FDS, Spawned, spawned
 from .harness import (
     API,
     APIS,
@@ -61,12 +60,12 @@ from .harness import (
     Snapshot,
     Tally,
     Transport,
+    checked_request,
     close_client,
-    connect,
-    in_thread,
     load,
-    request,
+    receive_reply,
     running,
+    try_connect,
 )
 from .report import Row
 
@@ -95,7 +94,7 @@ SPARE_FDS = 8
 #: line (or EOF) on stdin, then prints a JSON report: what it leaked
 #: (descriptors, threads, the socket file) and the EMFILE errors its
 #: datagram handlers reported.
-CHILD = textwrap.dedent(
+CHILD = OPEN_FDS + textwrap.dedent(
     """
     import errno, json, logging, os, resource, socket, sys, threading
 
@@ -106,15 +105,6 @@ CHILD = textwrap.dedent(
     bind = ("127.0.0.1", 0) if transport in ("tcp", "udp") else path
     lock = threading.Lock()
     emfile_errors = [0]
-
-    def open_fds():
-        fds = {}
-        for name in os.listdir("/proc/self/fd"):
-            try:
-                fds[int(name)] = os.readlink("/proc/self/fd/" + name)
-            except OSError:
-                pass  # listdir's own descriptor, closed again
-        return fds
 
     fillers = []
 
@@ -135,11 +125,14 @@ CHILD = textwrap.dedent(
             fillers.append(fd)
         print(json.dumps(address), flush=True)
 
-    def note_error():
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
-            with lock:
-                emfile_errors[0] += 1
+    class NotesErrors:
+        # Server mixin: counts the EMFILE errors among those it handles.
+        def handle_error(self, request, client_address):
+            exc = sys.exc_info()[1]
+            if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+                with lock:
+                    emfile_errors[0] += 1
+            super().handle_error(request, client_address)
 
     before_fds, before_threads = open_fds(), set(threading.enumerate())
 
@@ -160,12 +153,8 @@ CHILD = textwrap.dedent(
         base = {"tcp": ts.ConcurrentTCPServer, "unix": ts.ConcurrentUnixStreamServer,
                 "udp": ts.ConcurrentUDPServer, "unixdgram": ts.ConcurrentUnixDatagramServer}
 
-        class Server(base[transport]):
+        class Server(NotesErrors, base[transport]):
             request_queue_size = socket.SOMAXCONN
-
-            def handle_error(self, request, client_address):
-                note_error()
-                super().handle_error(request, client_address)
 
         async def main():
             stdin = trio.lowlevel.FdStream(os.dup(0))
@@ -195,7 +184,7 @@ CHILD = textwrap.dedent(
                 "udp": socketserver.ThreadingUDPServer,
                 "unixdgram": socketserver.ThreadingUnixDatagramServer}
 
-        class Server(base[transport]):
+        class Server(NotesErrors, base[transport]):
             request_queue_size = socket.SOMAXCONN
             limited = False
 
@@ -204,10 +193,6 @@ CHILD = textwrap.dedent(
                 if not self.limited:
                     self.limited = True
                     lower_limit(self.server_address)
-
-            def handle_error(self, request, client_address):
-                note_error()
-                super().handle_error(request, client_address)
 
         server = Server(bind, Hold if stream else OpensAFile)
         thread = threading.Thread(target=server.serve_forever, args=(0.05,))
@@ -265,7 +250,7 @@ class _Lines:
 class Child:
     """A server in a subprocess, and what it logged."""
 
-    process: subprocess.Popen[bytes]
+    process: Spawned
     stdin: trio.lowlevel.FdStream
     stdout: _Lines
     target: Running
@@ -289,7 +274,7 @@ class Child:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the child so far (all its threads)."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        stat = Path(f"/proc/{self.process.popen.pid}/stat").read_text()
         fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -298,7 +283,7 @@ class Child:
         await self.stdin.send_all(b"stop\n")
         with trio.fail_after(CLIENT_DEADLINE):
             line = await self.stdout.readline()
-            code = await wait_exited(self.process)
+            code = await self.process.wait()
         assert code == 0, f"server exited with {code}:\n{''.join(self.tail)}"
         assert line, "server printed no report"
         report: dict[str, Any] = json.loads(line)
@@ -309,61 +294,27 @@ class Child:
 async def child_server(api: API, transport: Transport, spare: int) -> AsyncIterator[Child]:
     """Serve in a subprocess with room for ``spare`` more descriptors.
 
-    Started with :class:`subprocess.Popen` and watched through a pidfd, not
-    with ``trio.lowlevel.open_process``, which spawns in a cached trio worker
+    Started by :func:`.children.spawned`, not with
+    ``trio.lowlevel.open_process``, which spawns in a cached trio worker
     thread that the leak check would see."""
     with tempfile.TemporaryDirectory(prefix="tss-rel-emfile-") as tmp:
         client_dir = Path(tmp) / "clients"
         client_dir.mkdir()
         path = str(Path(tmp) / "srv.sock")
         argv = [sys.executable, "-c", CHILD, api, transport, str(spare), path]
-        process = await in_thread(_spawn, argv)
-        pipes = [process.stdin, process.stdout, process.stderr]
-        stdin, stdout, stderr = (_own(pipe) for pipe in pipes)
-        try:
-            lines = _Lines(stdout)
+        async with spawned(argv, stdin=True) as process:
+            assert process.stdin is not None
+            lines = _Lines(process.stdout)
             target = Running(api, transport, None, None, client_dir)
-            child = Child(process, stdin, lines, target)
+            child = Child(process, process.stdin, lines, target)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(child.read_log, _Lines(stderr))
+                nursery.start_soon(child.read_log, _Lines(process.stderr))
                 with trio.fail_after(CLIENT_DEADLINE):
                     first = await lines.readline()
                 assert first, f"server did not start:\n{''.join(child.tail)}"
                 raw = json.loads(first)
                 target.address = tuple(raw) if isinstance(raw, list) else raw
                 yield child
-        finally:
-            with trio.CancelScope(shield=True):
-                if process.poll() is None:
-                    process.kill()
-                    await wait_exited(process)
-                for stream in (stdin, stdout, stderr):
-                    await stream.aclose()
-
-
-def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-
-
-def _own(pipe: IO[bytes] | None) -> trio.lowlevel.FdStream:
-    """A trio stream over one of a Popen's pipes (which is closed)."""
-    assert pipe is not None
-    try:
-        return trio.lowlevel.FdStream(os.dup(pipe.fileno()))
-    finally:
-        pipe.close()
-
-
-async def wait_exited(process: subprocess.Popen[bytes]) -> int:
-    """Wait for ``process`` to exit, without a thread; its exit code."""
-    pidfd = os.pidfd_open(process.pid)
-    try:
-        await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
-    return process.wait()
 
 
 async def held_request(
@@ -371,28 +322,17 @@ async def held_request(
 ) -> None:
     """A request that keeps its connection open after the reply until
     ``release`` (so the server's descriptor for it stays in use)."""
-    try:
-        with trio.fail_after(deadline):
-            sock = await connect(srv)
-    except (OSError, trio.TooSlowError):
+    sock = await try_connect(srv, deadline)
+    if sock is None:
         tally.add("refused")
         return
     try:
-        outcome: Outcome = "lost"
-        with trio.move_on_after(deadline):
-            try:
-                await sock.send(payload)
-                reply = bytearray()
-                while len(reply) < len(payload):
-                    chunk = await sock.recv(65536)
-                    if not chunk:
-                        break
-                    reply += chunk
-                outcome = "served" if reply == payload else "closed"
-            except OSError as exc:
-                if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED):
-                    raise
-                outcome = "closed"
+        outcome: Outcome
+        outcome, reply = await receive_reply(
+            srv, sock, len(payload), deadline=deadline, send=payload
+        )
+        if outcome == "served" and reply != payload:
+            outcome = "closed"
         tally.add(outcome)
         if outcome == "served":
             with trio.move_on_after(deadline):
@@ -608,33 +548,23 @@ async def counted_request(
 ) -> None:
     """:func:`harness.request`, noting when the request has been sent."""
     deadline = 4 * CLIENT_DEADLINE  # it waits at the gate first
-    try:
-        with trio.fail_after(deadline):
-            sock = await connect(srv)
-    except (OSError, trio.TooSlowError):
+    sock = await try_connect(srv, deadline)
+    if sock is None:
         tally.add("refused")
         return
+
+    def note_sent() -> None:
+        sent[0] += 1
+        if sent[0] == n:
+            all_sent.set()
+
     try:
-        outcome: Outcome = "lost"
-        with trio.move_on_after(deadline):
-            try:
-                await sock.send(payload)
-                sent[0] += 1
-                if sent[0] == n:
-                    all_sent.set()
-                reply = bytearray()
-                while len(reply) < len(payload):
-                    chunk = await sock.recv(65536)
-                    if not chunk:
-                        break
-                    reply += chunk
-                    if not srv.stream:
-                        break
-                outcome = "served" if reply == payload else "closed"
-            except OSError as exc:
-                if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED):
-                    raise
-                outcome = "closed"
+        outcome: Outcome
+        outcome, reply = await receive_reply(
+            srv, sock, len(payload), deadline=deadline, send=payload, on_sent=note_sent
+        )
+        if outcome == "served" and reply != payload:
+            outcome = "closed"
         tally.add(outcome)
     finally:
         close_client(sock)
@@ -775,11 +705,7 @@ async def soak(srv: Running, n: int, tally: Tally) -> None:
     async def client() -> None:
         while remaining[0] > 0:
             remaining[0] -= 1
-            payload = b"soak %d\n" % remaining[0]
-            outcome, reply = await request(srv, payload)
-            if outcome == "served" and reply != payload:
-                raise AssertionError(f"wrong reply {reply!r} to {payload!r}")
-            tally.add(outcome)
+            tally.add(await checked_request(srv, b"soak %d\n" % remaining[0]))
 
     async with trio.open_nursery() as nursery:
         for _ in range(SOAK_BATCH):

@@ -49,7 +49,6 @@ loaded CI machine would trip.
 from __future__ import annotations
 
 import collections
-import errno
 import functools
 import tempfile
 import threading
@@ -85,10 +84,12 @@ from .harness import (
     Running,
     Snapshot,
     Transport,
+    assert_nothing_left,
     close_client,
     connect,
     in_thread,
     live_tasks,
+    receive_reply,
     request,
     server_class,
 )
@@ -326,7 +327,9 @@ class Waiting:
                 try:
                     await sock.send(self.payload)
                     self.sent.set()
-                    self.outcome, self.reply = await _reply(srv, sock, len(self.payload))
+                    self.outcome, self.reply = await receive_reply(
+                        srv, sock, len(self.payload), deadline=WAITING_DEADLINE
+                    )
                 finally:
                     close_client(sock)
             if self.scope.cancelled_caught:
@@ -343,27 +346,6 @@ class Waiting:
             raise AssertionError(f"{what}: the client failed: {self.error!r}") from self.error
         assert self.outcome is not None
         return self.outcome
-
-
-async def _reply(
-    srv: Running, sock: trio.socket.SocketType, size: int, deadline: float = WAITING_DEADLINE
-) -> tuple[WaitOutcome, bytes]:
-    with trio.move_on_after(deadline):
-        try:
-            if not srv.stream:
-                return "served", await sock.recv(65536)
-            reply = bytearray()
-            while len(reply) < size:
-                chunk = await sock.recv(65536)
-                if not chunk:
-                    return "closed", bytes(reply)
-                reply += chunk
-            return "served", bytes(reply)
-        except OSError as exc:
-            if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNREFUSED):
-                return "closed", b""
-            raise
-    return "lost", b""
 
 
 @attrs.define(eq=False)
@@ -388,12 +370,12 @@ class Session:
             sock = await connect(srv)
             try:
                 await sock.send(b"first\n")
-                self.first = await _reply(srv, sock, 6, REPLY_DEADLINE)
+                self.first = await receive_reply(srv, sock, 6, deadline=REPLY_DEADLINE)
                 self.opened.set()
                 await self.release.wait()
                 self.last_sent.set()
                 await sock.send(b"last\n")
-                self.last = await _reply(srv, sock, 5, REPLY_DEADLINE)
+                self.last = await receive_reply(srv, sock, 5, deadline=REPLY_DEADLINE)
             finally:
                 close_client(sock)
         except Exception as exc:
@@ -1183,10 +1165,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self._forget(self._subject())
 
     def _forget(self, s: Subject) -> None:
-        tmp = Path(s.tmp.name)
-        leftover = [p.name for p in tmp.iterdir() if p.name != "clients"]
-        assert not leftover, f"socket files left behind: {leftover}"
-        assert not list((tmp / "clients").iterdir()), "a client socket file was left behind"
+        assert_nothing_left(Path(s.tmp.name))
         s.tmp.cleanup()
         tasks = self.host.call_sync(lambda: len(live_tasks()))
         assert tasks <= self.host.baseline_tasks, "a task outlived the server"
@@ -1348,7 +1327,7 @@ async def test_handle_request_after_pending_shutdown(api: API) -> None:
             await client.send(b"waiting\n")  # queued: nothing is serving
 
             async def receive() -> None:
-                reply.append(await _reply(srv, client, 8, REPLY_DEADLINE))
+                reply.append(await receive_reply(srv, client, 8, deadline=REPLY_DEADLINE))
                 client.close()  # the handler reads to EOF
 
             with trio.fail_after(STEP_DEADLINE):
