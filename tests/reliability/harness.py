@@ -325,27 +325,21 @@ class Tally:
         return ", ".join(parts)
 
 
-async def connect(srv: Running) -> trio.socket.SocketType:
-    """A connected client socket (stream) or a bound one (datagram)."""
+async def connect(srv: Running, *, source: str | None = None) -> trio.socket.SocketType:
+    """A connected client socket (stream) or a bound one (datagram).
+    ``source``: a local IP address to bind a TCP or UDP client to first."""
     if srv.transport == "unix":
         return await _connect_unix_stream(srv.address)
-    if srv.transport == "tcp":
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    elif srv.transport == "udp":
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    else:
-        # Bound by the stdlib socket: trio binds Unix paths in a worker
-        # thread, which the leak check would see.
+    kind = socket.SOCK_STREAM if srv.stream else socket.SOCK_DGRAM
+    if srv.transport == "unixdgram":
         fd, path = tempfile.mkstemp(dir=srv.client_dir, suffix=".sock")
         os.close(fd)
         os.unlink(path)
-        plain = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            plain.bind(path)
-        except BaseException:
-            plain.close()
-            raise
-        sock = trio.socket.from_stdlib_socket(plain)
+        sock = _bound(socket.AF_UNIX, kind, path)
+    elif source is not None:
+        sock = _bound(socket.AF_INET, kind, (source, 0))
+    else:
+        sock = trio.socket.socket(socket.AF_INET, kind)
     try:
         await sock.connect(srv.address)
     except BaseException:
@@ -354,14 +348,26 @@ async def connect(srv: Running) -> trio.socket.SocketType:
     return sock
 
 
+def _bound(family: int, kind: int, address: Any) -> trio.socket.SocketType:
+    """A trio socket bound to ``address`` by the stdlib socket: trio binds
+    Unix paths in a worker thread, which the leak check would see."""
+    plain = socket.socket(family, kind)
+    try:
+        plain.bind(address)
+    except BaseException:
+        plain.close()
+        raise
+    return trio.socket.from_stdlib_socket(plain)
+
+
 async def try_connect(
-    srv: Running, deadline: float = CLIENT_DEADLINE
+    srv: Running, deadline: float = CLIENT_DEADLINE, *, source: str | None = None
 ) -> trio.socket.SocketType | None:
     """:func:`connect` within ``deadline``; None if refused (the connect
     failed or did not finish in time)."""
     try:
         with trio.fail_after(deadline):
-            return await connect(srv)
+            return await connect(srv, source=source)
     except (OSError, trio.TooSlowError):
         return None
 

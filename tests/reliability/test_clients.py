@@ -45,6 +45,7 @@ from .harness import (
     load,
     receive_reply,
     running,
+    try_connect,
 )
 from .report import Row
 
@@ -871,25 +872,8 @@ async def from_source(srv: Running, source: str | None, i: int) -> tuple[Outcome
     """One request from a socket bound to ``source`` (a loopback address;
     ``None`` for a Unix datagram client, bound to its own path). The reply
     must name this socket's own address. Returns the outcome and it."""
-    try:
-        with trio.fail_after(CLIENT_DEADLINE):
-            if source is None:
-                sock = await connect(srv)
-            else:
-                kind = socket.SOCK_STREAM if srv.stream else socket.SOCK_DGRAM
-                plain = socket.socket(socket.AF_INET, kind)
-                try:
-                    plain.bind((source, 0))
-                except BaseException:
-                    plain.close()
-                    raise
-                sock = trio.socket.from_stdlib_socket(plain)
-                try:
-                    await sock.connect(srv.address)
-                except BaseException:
-                    sock.close()
-                    raise
-    except (OSError, trio.TooSlowError):
+    sock = await try_connect(srv, source=source)
+    if sock is None:
         return "refused", b""
     try:
         me = peer(sock.getsockname())

@@ -1011,8 +1011,11 @@ async def test_async_handler_ignores_cancellation(
                 await stuck.entered.wait()
                 good = await load(srv, n_good)
                 stopped = trio.Event()
-                start = trio.current_time()
                 nursery.start_soon(_set_when_done, srv.shutdown, stopped)
+                # The grace deadline is set when shutdown begins, so it is at
+                # most GRACE after this moment.
+                await srv.server.wait_shutting_down()
+                start = trio.current_time()
                 if not daemon:
                     await trio.sleep_until(start + GRACE)  # the grace deadline, under test
                 await trio.testing.wait_all_tasks_blocked()

@@ -241,9 +241,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
         # thread is seen through a flag on every request, and the loop yields
         # only every SYNC_FAIRNESS_INTERVAL requests, for the other callbacks
         # and service_actions.
-        if self._stop_asked:
-            self._stop_asked = False
-            self._begin_shutdown(_DEFAULT_GRACE)
+        self._check_stop_asked()
         self._budget -= 1
         if self._budget <= 0:
             self._budget = SYNC_FAIRNESS_INTERVAL
@@ -255,7 +253,9 @@ class Engine(_AsyncBaseServer[Any, Any]):
         # yields to trio, instead of one coroutine round (_handle_one,
         # _fair_checkpoint, _process) per request.
         take = self._take
-        if take is None or deadline != math.inf:
+        if self._ready_taker is None or take is None or deadline != math.inf:
+            # Not serve_forever (handle_request takes one request), or an
+            # overridden get_request: the async engine's own path.
             return await super()._handle_one(deadline)
         if self._budget <= 0:
             self._budget = SYNC_FAIRNESS_INTERVAL
@@ -269,9 +269,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
         shutdown begins or the cap is reached; True if any was processed."""
         handled = False
         while self._budget > 0:
-            if self._stop_asked:
-                self._stop_asked = False
-                self._begin_shutdown(_DEFAULT_GRACE)
+            self._check_stop_asked()
             if self._shutdown_requested or not self._has_capacity():
                 break
             try:
@@ -285,6 +283,13 @@ class Engine(_AsyncBaseServer[Any, Any]):
             handled = True
             self.process_blocking(*taken)
         return handled
+
+    def _check_stop_asked(self) -> None:
+        """A shutdown() asked for from another thread (Rule 2's flag)
+        begins here, at the next request."""
+        if self._stop_asked:
+            self._stop_asked = False
+            self._begin_shutdown(_DEFAULT_GRACE)
 
     async def _wait_for_capacity(self) -> None:
         front = self._front
