@@ -269,7 +269,8 @@ class Engine(_AsyncBaseServer[Any, Any]):
         shutdown begins or the cap is reached; True if any was processed."""
         handled = False
         while self._budget > 0:
-            self._check_stop_asked()
+            if self._stop_asked:  # _check_stop_asked, without a call per request
+                self._check_stop_asked()
             if self._shutdown_requested or not self._has_capacity():
                 break
             try:
