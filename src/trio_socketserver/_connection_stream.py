@@ -28,6 +28,14 @@ Rule 3 (no doomed syscalls). A receive that returned less than
     fails with ``EAGAIN``. In request/response traffic that saves a syscall
     and an exception per message; bulk transfers (full reads) try first.
 
+Rule 4 (one registration per connection). trio's ``wait_readable`` re-arms
+    the descriptor with an ``epoll_ctl`` call on every wait. Waits for
+    readability go through the run's :class:`~._readiness.ReadinessPoller`
+    instead, where the socket is registered once, edge-triggered; trio then
+    re-arms one descriptor per batch of events. Parking there is a full
+    checkpoint, like ``wait_readable``. Where epoll is missing, or once the
+    ``socket`` view has been taken, trio's ``wait_readable`` is used.
+
 So a handler built on this stream is as cancellable as one built on
 ``trio.SocketStream``; it is only no longer guaranteed to *schedule* on every
 call. Code that relies on ``send_all`` yielding (rare, and not promised by
@@ -54,6 +62,8 @@ from trio.lowlevel import (
     wait_readable,
     wait_writable,
 )
+
+from ._readiness import ReadinessPoller, current_poller
 
 __all__ = ["DEFAULT_RECEIVE_SIZE", "FAIRNESS_INTERVAL", "ConnectionStream"]
 
@@ -99,7 +109,17 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         non-blocking mode and owned by the stream from then on.
     """
 
-    __slots__ = ("_budget", "_drained", "_receiving", "_sending", "_sock", "_trio_socket")
+    __slots__ = (
+        "_budget",
+        "_drained",
+        "_edge",
+        "_fd",
+        "_poller",
+        "_receiving",
+        "_sending",
+        "_sock",
+        "_trio_socket",
+    )
 
     def __init__(self, sock: _stdlib_socket.socket) -> None:
         if sock.type != _stdlib_socket.SOCK_STREAM:
@@ -111,6 +131,11 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         self._receiving = False
         self._sending = False
         self._drained = False
+        self._fd = sock.fileno()
+        #: the readiness poller this socket is registered with (Rule 4)
+        self._poller: ReadinessPoller | None = None
+        #: False once this stream uses trio's wait_readable for good
+        self._edge = True
 
     # -- introspection -------------------------------------------------------
 
@@ -120,6 +145,12 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         it wraps the same socket, so closing either closes both)."""
         if self._trio_socket is None:
             self._trio_socket = trio.socket.from_stdlib_socket(self._sock)
+            # From now on waits go through trio (Rule 4), because closing the
+            # view wakes only trio's waiters. A receiver already parked in the
+            # poller is woken (spuriously: it retries, then waits in trio).
+            if self._poller is not None:
+                self._poller.forget(self._fd)
+                self._poller = None
         return self._trio_socket
 
     @property
@@ -162,11 +193,46 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
             await cancel_shielded_checkpoint()
 
     async def _wait_readable(self) -> None:
-        self._budget = FAIRNESS_INTERVAL
-        try:
-            await wait_readable(self._sock)
-        except ValueError:  # the fd was closed under us (fileno() == -1)
-            raise trio.ClosedResourceError("this stream was already closed") from None
+        if self._sock.fileno() == -1:
+            raise trio.ClosedResourceError("this stream was already closed")
+        poller = self._poller
+        if poller is None or poller.closed or self._trio_socket is not None:
+            poller = self._attach()
+        if poller is None:
+            self._budget = FAIRNESS_INTERVAL
+            try:
+                await wait_readable(self._sock)
+            except ValueError:  # the fd was closed under us (fileno() == -1)
+                raise trio.ClosedResourceError("this stream was already closed") from None
+            return
+        # Rule 4. An event that came while nobody was parked means the socket
+        # (probably) has data: no schedule point, but Rules 1 and 2 as for any
+        # operation that does not wait.
+        if poller.consume(self._fd):
+            await self._enter()
+        else:
+            self._budget = FAIRNESS_INTERVAL
+            await poller.park(self._fd)
+            if self._sock.fileno() == -1:  # woken by close()
+                raise trio.ClosedResourceError("this stream was already closed")
+
+    def _attach(self) -> ReadinessPoller | None:
+        """The run's readiness poller with this socket registered, or None to
+        use trio's wait_readable: where epoll is missing, once the trio socket
+        view exists (closing through the view wakes only trio's waiters), or
+        if registering failed."""
+        poller = None
+        if self._edge and self._trio_socket is None:
+            poller = current_poller()
+            if poller is not None:
+                try:
+                    poller.register(self._fd)
+                except OSError:
+                    poller = None
+            if poller is None:
+                self._edge = False
+        self._poller = poller
+        return poller
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is None:
@@ -267,6 +333,11 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
         with :exc:`trio.ClosedResourceError`.
         """
         if self._sock.fileno() != -1:
+            # Before the number can be reused: wake a receiver parked in the
+            # poller (it finds the socket closed) and drop its state.
+            if self._poller is not None:
+                self._poller.forget(self._fd)
+                self._poller = None
             # notify_closing wakes tasks waiting on the fd (and costs an
             # epoll_ctl and an exception object). Every wait on this fd is
             # guarded by _receiving/_sending, except through the trio socket

@@ -41,6 +41,7 @@ import trio
 
 import trio_socketserver as ts
 import trio_socketserver.sync as sync
+from trio_socketserver._readiness import DISPATCHER_NAME
 
 from ..sync_helpers import child_states
 
@@ -534,14 +535,17 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
 
 
 def live_tasks() -> list[trio.lowlevel.Task]:
-    """Every task of the current trio run."""
+    """Every task of the current trio run, except the readiness poller's
+    dispatcher, which belongs to the run (started by the first connection
+    that waits, it lives until the run ends), not to any server."""
     found: list[trio.lowlevel.Task] = []
     stack = [trio.lowlevel.current_root_task()]
     while stack:
         task = stack.pop()
         if task is None:
             continue
-        found.append(task)
+        if task.name != DISPATCHER_NAME:
+            found.append(task)
         for nursery in task.child_nurseries:
             stack.extend(nursery.child_tasks)
     return found
