@@ -193,34 +193,45 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
             await cancel_shielded_checkpoint()
 
     async def _wait_readable(self) -> None:
-        if self._sock.fileno() == -1:
-            raise trio.ClosedResourceError("this stream was already closed")
         poller = self._poller
-        if poller is None or poller.closed or self._trio_socket is not None:
+        if poller is None or poller.closed:
             poller = self._attach()
-        if poller is None:
-            self._budget = FAIRNESS_INTERVAL
-            try:
-                await wait_readable(self._sock)
-            except ValueError:  # the fd was closed under us (fileno() == -1)
-                raise trio.ClosedResourceError("this stream was already closed") from None
+            if poller is None:
+                self._budget = FAIRNESS_INTERVAL
+                try:
+                    await wait_readable(self._sock)
+                except ValueError:  # the fd was closed under us (fileno() == -1)
+                    raise trio.ClosedResourceError("this stream was already closed") from None
+                return
+        # Rule 4. The hot path of every request/response exchange, so Rule 1
+        # and 2's checks are written out rather than awaited through _enter.
+        fd = self._fd
+        if poller.consume(fd):
+            # An event came while nobody was parked: the socket (probably)
+            # has data. No schedule point, as for any operation that does
+            # not wait.
+            await checkpoint_if_cancelled()
+            self._budget -= 1
+            if self._budget <= 0:
+                self._budget = FAIRNESS_INTERVAL
+                await cancel_shielded_checkpoint()
             return
-        # Rule 4. An event that came while nobody was parked means the socket
-        # (probably) has data: no schedule point, but Rules 1 and 2 as for any
-        # operation that does not wait.
-        if poller.consume(self._fd):
-            await self._enter()
-        else:
-            self._budget = FAIRNESS_INTERVAL
-            await poller.park(self._fd)
-            if self._sock.fileno() == -1:  # woken by close()
-                raise trio.ClosedResourceError("this stream was already closed")
+        self._budget = FAIRNESS_INTERVAL
+        await poller.park(fd)
+        # close() and the socket view both detach the stream before waking
+        # it; only close() leaves the socket closed.
+        if self._poller is not poller and self._sock.fileno() == -1:
+            raise trio.ClosedResourceError("this stream was already closed")
 
     def _attach(self) -> ReadinessPoller | None:
         """The run's readiness poller with this socket registered, or None to
         use trio's wait_readable: where epoll is missing, once the trio socket
         view exists (closing through the view wakes only trio's waiters), or
-        if registering failed."""
+        if registering failed. Every way the stream leaves the poller (close,
+        the view, the run's end) leads back here, so this is where a closed
+        socket is caught: its number may already belong to another socket."""
+        if self._sock.fileno() == -1:
+            raise trio.ClosedResourceError("this stream was already closed")
         poller = None
         if self._edge and self._trio_socket is None:
             poller = current_poller()
@@ -271,7 +282,12 @@ class ConnectionStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError("another task is already sending on this stream")
         self._sending = True
         try:
-            await self._enter()
+            # _enter(), written out: this runs once per message.
+            await checkpoint_if_cancelled()
+            self._budget -= 1
+            if self._budget <= 0:
+                self._budget = FAIRNESS_INTERVAL
+                await cancel_shielded_checkpoint()
             sock = self._sock
             try:
                 sent = sock.send(data)
