@@ -6,7 +6,9 @@ back to trio's own wait_readable."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import select
 import socket
 import struct
 from collections.abc import Iterator
@@ -92,6 +94,31 @@ async def test_without_epoll_streams_wait_in_trio(
         assert _tasks_trio_waits_on_to_read() == idle + len(pairs)
         nursery.cancel_scope.cancel()
     await _echo_round(pairs, b"second")
+
+
+async def test_out_of_descriptors_for_the_poller_falls_back_and_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> select.epoll:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    real_epoll = select.epoll
+    monkeypatch.setattr(select, "epoll", refuse)
+    stream, peer = _pair()
+    with closing(stream), peer, trio.fail_after(10):
+        peer.sendall(b"x")
+        assert await stream.receive_some() == b"x"
+        idle = _tasks_trio_waits_on_to_read()
+        async with trio.open_nursery() as nursery:
+            got: list[bytes] = []
+            nursery.start_soon(_receive_into, stream, got)
+            await trio.testing.wait_all_tasks_blocked()
+            assert _tasks_trio_waits_on_to_read() == idle + 1  # waits in trio
+            peer.sendall(b"served anyway")
+        assert got == [b"served anyway"]
+    # Descriptors are back: the next connection gets the poller.
+    monkeypatch.setattr(select, "epoll", real_epoll)
+    assert current_poller() is not None
 
 
 async def test_an_event_while_nobody_is_parked_is_not_lost() -> None:

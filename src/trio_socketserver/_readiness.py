@@ -39,7 +39,10 @@ Invariants (the reasons are next to the code that keeps them):
    ``wait_readable`` (``closed`` is True from then on).
 
 Only Linux has epoll; elsewhere :func:`current_poller` returns ``None`` and
-streams use trio's ``wait_readable`` unchanged.
+streams use trio's ``wait_readable`` unchanged. It also returns ``None``
+(without remembering it) when the epoll instance cannot be created, which
+happens when the process is out of file descriptors: that connection waits
+in trio, and a later one tries again.
 """
 
 from __future__ import annotations
@@ -96,14 +99,23 @@ def current_poller() -> ReadinessPoller | None:
         pass
     else:
         return None if existing is None or existing.closed else existing
-    poller: ReadinessPoller | None = None
-    if AVAILABLE:
+    if not AVAILABLE:
+        _POLLER.set(None)
+        return None
+    try:
         poller = ReadinessPoller()
-        try:
-            spawn_system_task(poller._dispatch, name=DISPATCHER_NAME)
-        except RuntimeError:  # the run is shutting down
-            poller._close()
-            poller = None
+    except OSError:
+        # Out of file descriptors (EMFILE/ENFILE), most likely: this wait
+        # uses trio's, and a later one tries again (nothing is cached), so a
+        # server that runs out of descriptors for a moment does not lose the
+        # poller for the rest of the run.
+        return None
+    try:
+        spawn_system_task(poller._dispatch, name=DISPATCHER_NAME)
+    except RuntimeError:  # the run is shutting down
+        poller._close()
+        _POLLER.set(None)
+        return None
     _POLLER.set(poller)
     return poller
 
