@@ -46,7 +46,7 @@ def tests_oldest(session: nox.Session) -> None:
 def reliability(session: nox.Session) -> None:
     """The reliability suite (tests/reliability): faults, bad input and load
     against real servers; prints the table. Short form by default (CI);
-    ``nox -s reliability -- --form=long --table=docs/reliability_table.rst``
+    ``nox -s reliability -- --form=long --table=docs/reliability_table.inc``
     for the long form and the table the docs publish."""
     _install(session, "test")
     session.run("pytest", "tests/reliability", *session.posargs)

@@ -120,6 +120,53 @@ def test_shutdown_twice_and_from_two_threads() -> None:
         server.shutdown()  # after serve_forever returned: returns at once
 
 
+def test_a_shutdown_that_loses_a_race_does_not_stop_the_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two shutdown() calls race to stop one run; the loser reaches the
+    engine only after that run has ended and the next serve_forever() has
+    begun. It must not stop the new run (found by the reliability suite's
+    state machine: a serve_forever() that returned at its first request).
+    The loser is held at the exact point, so the interleaving is certain."""
+    with sync.TCPServer(("127.0.0.1", 0), UpperLines) as server:
+        engine = server._engine
+        real = engine.begin_shutdown_threadsafe
+        holding, release = threading.Event(), threading.Event()
+
+        def held_for_the_loser(token: Any) -> None:
+            if threading.current_thread().name == "loser":
+                holding.set()
+                assert release.wait(CLIENT_TIMEOUT)
+            real(token)
+
+        monkeypatch.setattr(engine, "begin_shutdown_threadsafe", held_for_the_loser)
+        first = _serve_in_thread(server)
+        assert stream_roundtrip(server.server_address, b"one\n") == b"ONE\n"  # trio runs
+        loser = threading.Thread(target=server.shutdown, name="loser")
+        loser.start()
+        assert holding.wait(CLIENT_TIMEOUT)  # the loser holds the first run's token
+        server.shutdown()  # the winner
+        first.join(CLIENT_TIMEOUT)
+        assert not first.is_alive()
+        second = _serve_in_thread(server)
+        assert stream_roundtrip(server.server_address, b"two\n") == b"TWO\n"
+        release.set()
+        loser.join(CLIENT_TIMEOUT)
+        assert not loser.is_alive()
+        # Three requests queued at once: the engine takes queued requests in
+        # its drain loop, where a stale stop would end the run at the first.
+        clients = [_connect(server.server_address) for _ in range(3)]
+        for n, client in enumerate(clients):
+            client.sendall(b"still %d\n" % n)
+            client.shutdown(socket.SHUT_WR)
+        for n, client in enumerate(clients):
+            with client:
+                assert read_to_eof(client) == b"STILL %d\n" % n
+        assert second.is_alive()
+        server.shutdown()
+        second.join(CLIENT_TIMEOUT)
+
+
 @pytest.mark.usefixtures("no_leak")
 def test_shutdown_from_inside_a_handler_of_a_sequential_server() -> None:
     class Stopper(sync.StreamRequestHandler):

@@ -135,10 +135,11 @@ class Engine(_AsyncBaseServer[Any, Any]):
         """Called in the loop thread inside trio.run, before taking requests."""
         front = self._front
         front._check_serving_config()
-        self._token = trio.lowlevel.current_trio_token()
+        with self._lock:  # see begin_shutdown_threadsafe
+            self._token = trio.lowlevel.current_trio_token()
+            self._stop_asked = False
         self._fd = self._server_fd()
         self._generation = _forks.generation
-        self._stop_asked = False
         self._budget = SYNC_FAIRNESS_INTERVAL
         self._take = front._ready_taker()
         self._tracked = front._requests_are_sockets
@@ -217,7 +218,15 @@ class Engine(_AsyncBaseServer[Any, Any]):
     def begin_shutdown_threadsafe(self, token: trio.lowlevel.TrioToken) -> None:
         """Start shutdown of the run ``token`` belongs to, from any thread (Rule 2):
         seen at the next request if the loop is busy, or woken if it waits."""
-        self._stop_asked = True
+        with self._lock:
+            # A shutdown() aimed at a run that has already ended (it raced
+            # another shutdown() and lost) must not leave the flag set for the
+            # next run: that run would stop at its first request, with nobody
+            # having asked it to. _prepare installs each run's token under
+            # this lock, so a stale token never matches.
+            if token is not self._token:
+                return
+            self._stop_asked = True
         try:
             token.run_sync_soon(self._begin_shutdown, _DEFAULT_GRACE)
         except trio.RunFinishedError:
