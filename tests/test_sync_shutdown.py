@@ -167,6 +167,26 @@ def test_a_shutdown_that_loses_a_race_does_not_stop_the_next_run(
         second.join(CLIENT_TIMEOUT)
 
 
+def test_a_stop_delivered_as_the_previous_run_ended_does_not_stop_the_next() -> None:
+    """A shutdown() from another thread reaches the loop as a callback; when
+    the run was ending anyway, the callback can arrive after serve_forever
+    has returned inside the engine. What it leaves behind (the engine's own
+    stop flag, set) must not end the next run (found by the reliability
+    state machine: restart, then a probe that nobody served)."""
+    with sync.TCPServer(("127.0.0.1", 0), UpperLines) as server:
+        first = _serve_in_thread(server)
+        assert stream_roundtrip(server.server_address, b"one\n") == b"ONE\n"
+        server.shutdown()
+        first.join(CLIENT_TIMEOUT)
+        server._engine._shutdown_requested = True  # the late callback's trace
+        second = _serve_in_thread(server)
+        assert stream_roundtrip(server.server_address, b"two\n") == b"TWO\n"
+        assert second.is_alive()
+        server.shutdown()
+        second.join(CLIENT_TIMEOUT)
+        assert not second.is_alive()
+
+
 @pytest.mark.usefixtures("no_leak")
 def test_shutdown_from_inside_a_handler_of_a_sequential_server() -> None:
     class Stopper(sync.StreamRequestHandler):

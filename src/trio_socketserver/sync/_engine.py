@@ -138,6 +138,12 @@ class Engine(_AsyncBaseServer[Any, Any]):
         with self._lock:  # see begin_shutdown_threadsafe
             self._token = trio.lowlevel.current_trio_token()
             self._stop_asked = False
+        # A shutdown pending before serving is the front's to keep
+        # (_stop_before_serving, the stdlib's rule). The engine's own flag
+        # must not carry over from the previous run: a stop that callback
+        # delivered while that run was already ending (after its
+        # serve_forever had reset the flag) would end this run at once.
+        self._shutdown_requested = False
         self._fd = self._server_fd()
         self._generation = _forks.generation
         self._budget = SYNC_FAIRNESS_INTERVAL
@@ -228,9 +234,16 @@ class Engine(_AsyncBaseServer[Any, Any]):
                 return
             self._stop_asked = True
         try:
-            token.run_sync_soon(self._begin_shutdown, _DEFAULT_GRACE)
+            token.run_sync_soon(self._begin_shutdown_if_serving)
         except trio.RunFinishedError:
             pass  # serve_forever already returned
+
+    def _begin_shutdown_if_serving(self) -> None:
+        # Delivered on the loop, possibly after the run's serve_forever has
+        # already returned (the run was ending anyway): then there is
+        # nothing to stop, and setting the flag would only leak it.
+        if self._serving:
+            self._begin_shutdown(_DEFAULT_GRACE)
 
     def begin_shutdown_here(self) -> None:
         """Start shutdown from the loop thread (a handler or service_actions)."""
