@@ -7,6 +7,7 @@ events, ``nursery.start`` and data on the wire, never by sleeping.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -38,6 +39,16 @@ from .sync_helpers import child_pids
 
 # Type-checked by `nox -s typecheck`, never executed.
 collect_ignore = ["typing"]
+
+# A test run started with SIGINT ignored (a background job of a
+# non-interactive shell, `pytest &`, nohup) would pass that on to every child
+# it starts, and a Python child with SIGINT ignored never raises
+# KeyboardInterrupt: the tests that press Ctrl-C in a child would time out
+# instead of testing anything. With a handler here, children start with
+# SIGINT's default disposition (exec resets handled signals), as they would
+# from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def has_ipv6() -> bool:
