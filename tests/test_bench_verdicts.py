@@ -1,0 +1,148 @@
+"""The benchmark harness's verdicts (bench/run.py), on made-up rounds.
+
+The docs and the issue notes quote these verdicts, so the rules behind them
+are pinned here: a peak RSS is compared only between rounds in which both
+servers held every connection, and round-by-round ratios pair each round's
+two runs. No benchmark runs here: the rounds are data.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def run() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_run", _RUN)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _idle_round(round_: int, succeeded: int, hwm_kb: int, conns: int = 10000) -> dict[str, Any]:
+    return {
+        "round": round_,
+        "mode": "idle",
+        "ops_per_sec": 20000.0,
+        "errors": 0,
+        "conns": conns,
+        "connected": succeeded,
+        "succeeded": succeeded,
+        "failed": conns - succeeded,
+        "server_rss_before_kb": 13000,
+        "server_rss_hold_kb": hwm_kb - 40000,
+        "server_hwm_kb": hwm_kb,
+        "connect_seconds": 3.0,
+        "server_cpu_pct": 99.0,
+        "loadgen_cpu_pct": 30.0,
+        "core_busy_pct": {"0": 99.0, "1": 30.0},
+    }
+
+
+def _summarize(
+    run: Any, scenario: str, runs: dict[str, list[dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pair's goal and the per-contender summaries."""
+    pairs = [("sync.S", "stdlib.S", None if scenario == "idle" else 1.0)]
+    _, out = run.summarize(scenario, runs, pairs)
+    (goal,) = out["goals"]
+    return dict(goal), dict(out["contenders"])
+
+
+def _goal(run: Any, scenario: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return _summarize(run, scenario, runs)[0]
+
+
+def test_idle_peaks_compared_only_where_both_held_every_connection(run: Any) -> None:
+    # The baseline failed to hold all connections in three rounds, with
+    # lower peaks there (it held fewer). Those rounds must not count.
+    runs = {
+        "stdlib.S": [
+            _idle_round(1, 9256, 270000),
+            _idle_round(2, 10000, 293600),
+            _idle_round(3, 9690, 284000),
+            _idle_round(4, 10000, 293700),
+            _idle_round(5, 8236, 283000),
+        ],
+        "sync.S": [_idle_round(r, 10000, 284500 + r) for r in range(1, 6)],
+    }
+    goal, contenders = _summarize(run, "idle", runs)
+    assert goal["ratio"] == pytest.approx(284503 / 293650)
+    assert goal["met"] is True
+    assert "all of them in 5 and 2 of 5 and 5 rounds" in goal["text"]
+    # The median over all five rounds (the rule before) is a failed round's
+    # 284000, which would have put the contender above the baseline.
+    assert contenders["stdlib.S"]["median_hwm_kb"] == 284000
+    assert contenders["stdlib.S"]["median_hwm_all_served_kb"] == 293650
+
+
+def test_idle_not_comparable_when_the_baseline_never_held_them_all(run: Any) -> None:
+    runs = {
+        "stdlib.S": [_idle_round(r, 9000, 260000) for r in range(1, 4)],
+        "sync.S": [_idle_round(r, 10000, 284000) for r in range(1, 4)],
+    }
+    goal = _goal(run, "idle", runs)
+    assert goal["ratio"] is None
+    assert goal["met"] is None
+    assert "not comparable" in goal["text"]
+
+
+def test_idle_not_met_when_the_contender_drops_a_connection(run: Any) -> None:
+    runs = {
+        "stdlib.S": [_idle_round(r, 10000, 293000) for r in range(1, 4)],
+        "sync.S": [_idle_round(1, 9999, 250000), *(_idle_round(r, 10000, 284000) for r in (2, 3))],
+    }
+    goal = _goal(run, "idle", runs)
+    assert goal["served"] is False
+    assert goal["met"] is False
+    assert "NOT met" in goal["text"]
+
+
+def _ops_round(round_: int, ops: float) -> dict[str, Any]:
+    return {
+        "round": round_,
+        "ops_per_sec": ops,
+        "errors": 0,
+        "server_cpu_pct": 99.0,
+        "loadgen_cpu_pct": 50.0,
+        "core_busy_pct": {"0": 99.0, "1": 50.0},
+    }
+
+
+def test_round_by_round_ratios_pair_each_rounds_two_runs(run: Any) -> None:
+    # The machine drifts: round 2 is slow for both. Paired, the contender is
+    # ahead in every round; the ratio of the medians says less.
+    base = {1: 100.0, 2: 50.0, 3: 90.0}
+    mine = {1: 110.0, 2: 60.0, 3: 95.0}
+    runs = {
+        "stdlib.S": [_ops_round(r, v) for r, v in base.items()],
+        # listed out of order: pairing is by round, not by position
+        "sync.S": [_ops_round(r, mine[r]) for r in (3, 1, 2)],
+    }
+    goal = _goal(run, "persistent", runs)
+    assert goal["ratio"] == pytest.approx(95.0 / 90.0)
+    assert goal["paired_median"] == pytest.approx(1.1)
+    assert goal["paired_min"] == pytest.approx(95.0 / 90.0)
+    assert goal["paired_max"] == pytest.approx(1.2)
+    assert goal["paired_n"] == 3
+    assert goal["paired_wins"] == 3
+    assert "round by round: median 1.10x" in goal["text"]
+
+
+def test_round_by_round_ratios_skip_rounds_without_a_baseline(run: Any) -> None:
+    ratios = run.paired_ratios(
+        [_ops_round(1, 100.0), _ops_round(2, 80.0)],
+        [_ops_round(1, 125.0)],
+    )
+    assert ratios["paired_n"] == 1
+    assert ratios["paired_median"] == pytest.approx(0.8)
+    assert ratios["paired_wins"] == 0
+    assert run.paired_ratios([_ops_round(1, 1.0)], []) == {}
