@@ -188,9 +188,9 @@ FULL = {
     "persistent": {"duration": 5, "warmup": 1, "args": ["--conns", "50", "--size", "64"]},
     "cpr": {"duration": 5, "warmup": 1, "args": ["--concurrency", "16", "--size", "64"]},
     "udp": {"duration": 5, "warmup": 1, "args": ["--inflight", "32", "--size", "64"]},
-    # 90 s: the stdlib's ThreadingTCPServer needs about 30 s to accept
-    # 10,000 connections here (it starts a thread per accept), and a peak
-    # RSS is only comparable between servers holding the same number.
+    # 90 s: the stdlib's ThreadingTCPServer needs 40-55 s to accept 10,000
+    # connections here (at every accept it walks its list of live threads),
+    # and a peak RSS is only comparable between servers holding as many.
     "idle": {"duration": 90, "warmup": 0, "conns": 10000, "args": ["--size", "64"]},
     "http-keepalive": {"runner": "wrk", "duration": 5, "warmup": 1, "args": ["-c", "50"]},
     "http-close": {
@@ -783,9 +783,12 @@ def summarize(
                     "median_rss_before_kb": median([r.get("server_rss_before_kb") for r in rs]),
                     "median_rss_hold_kb": median([r.get("server_rss_hold_kb") for r in rs]),
                     "median_hwm_kb": median([r.get("server_hwm_kb") for r in rs]),
-                    # Like for like: the peak over the rounds in which every
-                    # connection was served (compare_pair compares these).
+                    # Like for like: over the rounds in which every connection
+                    # was served (compare_pair compares these).
                     "all_served_rounds": len(full),
+                    "median_rss_hold_all_served_kb": median(
+                        [r.get("server_rss_hold_kb") for r in full]
+                    ),
                     "median_hwm_all_served_kb": median([r.get("server_hwm_kb") for r in full]),
                     "median_connect_seconds": median([r.get("connect_seconds") for r in rs]),
                 }
@@ -912,10 +915,10 @@ def summarize(
 
 
 def paired_ratios(contender: list[dict], baseline: list[dict]) -> dict:
-    """Per-round ratios of ops/s.  The two run back to back in every round
-    (in alternating order), so a round's ratio is measured under the same
-    machine conditions, which drift between rounds (CPU steal on the VM):
-    their median is less noisy than the ratio of the two medians."""
+    """Per-round ratios of ops/s.  Both run in every round (in an order that
+    rotates), so a round's ratio is measured under nearly the same machine
+    conditions, which drift between rounds (CPU steal on the VM): their
+    median is less noisy than the ratio of the two medians."""
     base = {r["round"]: r["ops_per_sec"] for r in baseline if r.get("ops_per_sec")}
     rs = sorted(
         r["ops_per_sec"] / base[r["round"]]
@@ -945,13 +948,13 @@ def compare_pair(scenario: str, summary: dict, name: str, base: str, goal: float
         return g
     if scenario == "idle":
         served = s["min_succeeded"] == s["conns"] and s["max_failed"] == 0
+        # Memory is compared only between rounds that held every connection:
+        # a server that failed some holds fewer and so needs less.
         held = (
-            s["median_rss_hold_kb"] / b["median_rss_hold_kb"]
-            if s.get("median_rss_hold_kb") and b.get("median_rss_hold_kb")
+            s["median_rss_hold_all_served_kb"] / b["median_rss_hold_all_served_kb"]
+            if s.get("median_rss_hold_all_served_kb") and b.get("median_rss_hold_all_served_kb")
             else None
         )
-        # A peak is compared only between rounds that held every connection:
-        # a server that failed some holds fewer and so needs less memory.
         peak = (
             s["median_hwm_all_served_kb"] / b["median_hwm_all_served_kb"]
             if s.get("median_hwm_all_served_kb") and b.get("median_hwm_all_served_kb")

@@ -76,6 +76,7 @@ def test_idle_peaks_compared_only_where_both_held_every_connection(run: Any) -> 
     }
     goal, contenders = _summarize(run, "idle", runs)
     assert goal["ratio"] == pytest.approx(284503 / 293650)
+    assert goal["held_ratio"] == pytest.approx((284503 - 40000) / (293650 - 40000))
     assert goal["met"] is True
     assert "all of them in 5 and 2 of 5 and 5 rounds" in goal["text"]
     # The median over all five rounds (the rule before) is a failed round's
