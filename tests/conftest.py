@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from .reliability.report import (
 from .reliability.report import (
     pytest_terminal_summary as pytest_terminal_summary,
 )
+from .short_paths import short_temporary_directory
 from .sync_helpers import child_pids
 
 # Type-checked by `nox -s typecheck`, never executed.
@@ -99,14 +99,14 @@ def short_tmp_path(tmp_path: Path) -> Iterator[Path]:
     if len(os.fsencode(tmp_path)) + 32 < 100:
         yield tmp_path
         return
-    with tempfile.TemporaryDirectory(prefix="tss-ex-") as short:
+    with short_temporary_directory(prefix="tss-ex-") as short:
         yield Path(short)
 
 
 @pytest.fixture
 def sock_path() -> Iterator[str]:
     """A fresh Unix socket path (short, to stay under the 108-byte limit)."""
-    with tempfile.TemporaryDirectory(prefix="tss-") as tmp:
+    with short_temporary_directory(prefix="tss-") as tmp:
         yield str(Path(tmp) / "s.sock")
 
 

@@ -42,8 +42,8 @@ async def test_unix_stream_echo_and_file_removed(
     assert not os.path.exists(sock_path), "server_close() must remove the socket file"
 
 
-def test_pathlike_address(tmp_path: Path) -> None:
-    path = tmp_path / "p.sock"
+def test_pathlike_address(short_tmp_path: Path) -> None:
+    path = short_tmp_path / "p.sock"
     with ts.UnixStreamServer(path, Upper) as server:
         assert server.server_address == str(path)
     assert not path.exists()

@@ -43,6 +43,7 @@ import trio_socketserver as ts
 import trio_socketserver.sync as sync
 from trio_socketserver._readiness import DISPATCHER_NAME
 
+from ..short_paths import short_temporary_directory
 from ..sync_helpers import child_states
 
 API = Literal["async", "sync"]
@@ -253,7 +254,7 @@ async def running(
     no socket file and, for the async API, no task behind."""
     cls = server_cls if server_cls is not None else server_class(api, transport, **knobs)
     handler = handlers.pick(api, transport) if isinstance(handlers, Handlers) else handlers
-    with tempfile.TemporaryDirectory(prefix="tss-rel-") as tmp:
+    with short_temporary_directory(prefix="tss-rel-") as tmp:
         tmp_dir = Path(tmp)
         client_dir = tmp_dir / "clients"
         client_dir.mkdir()

@@ -44,6 +44,7 @@ import trio.testing
 import trio_socketserver as ts
 import trio_socketserver.sync as sync
 
+from ..short_paths import short_temporary_directory
 from .harness import (
     API,
     APIS,
@@ -626,7 +627,7 @@ async def test_handle_error_raises_base_exception_sequential(
     accepted request is handed to a handler or closed). Sequential servers:
     the request is processed in serve_forever's own task or thread."""
     caught: list[BaseException] = []
-    with tempfile.TemporaryDirectory(prefix="tss-rel-") as tmp:
+    with short_temporary_directory(prefix="tss-rel-") as tmp:
         plan = Plan("handle")
         plan.handle_error_raises = Fatal
         base = AsyncBrokenErrorHandler if api == "async" else SyncBrokenErrorHandler

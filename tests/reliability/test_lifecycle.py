@@ -42,7 +42,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -58,6 +57,7 @@ import trio
 import trio_socketserver as ts
 import trio_socketserver.sync as sync
 
+from ..short_paths import short_temporary_directory
 from ..test_examples import _Output
 from .children import OPEN_FDS, Spawned, spawned
 from .harness import (
@@ -898,7 +898,7 @@ async def test_signal_under_load(program: Program, row: Row, form: Form) -> None
     every client sees its reply or a clean close, the program exits within
     its grace period (plus slack) and leaves nothing behind."""
     kinds = tuple(kind for kind, _ in program.expect)
-    with tempfile.TemporaryDirectory(prefix="tss-lc-") as tmp_dir:
+    with short_temporary_directory(prefix="tss-lc-") as tmp_dir:
         tmp = Path(tmp_dir)
         bind = _bind_address(program.transport, tmp)
         argv = [sys.executable, "-c", program.header(bind) + program.source]
@@ -1041,7 +1041,7 @@ async def test_sigint_right_after_hand_off(row: Row, form: Form) -> None:
     program = Program(
         "sync-SIGINT-after-hand-off", "sync", SYNC_SIGINT_AFTER_HAND_OFF, "tcp", signal.SIGINT
     )
-    with tempfile.TemporaryDirectory(prefix="tss-lc-") as tmp_dir:
+    with short_temporary_directory(prefix="tss-lc-") as tmp_dir:
         tmp = Path(tmp_dir)
         header = program.header(_bind_address("tcp", tmp)) + f"INTERRUPT_AFTER = {n}\n"
         async with start_child([sys.executable, "-c", header + program.source]) as (

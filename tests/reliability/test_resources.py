@@ -27,7 +27,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import textwrap
 import threading
 from collections import deque
@@ -44,6 +43,7 @@ import trio.testing
 import trio_socketserver as ts
 import trio_socketserver.sync as sync
 
+from ..short_paths import short_temporary_directory
 from .children import OPEN_FDS, Spawned, spawned
 from .harness import (
     API,
@@ -297,7 +297,7 @@ async def child_server(api: API, transport: Transport, spare: int) -> AsyncItera
     Started by :func:`.children.spawned`, not with
     ``trio.lowlevel.open_process``, which spawns in a cached trio worker
     thread that the leak check would see."""
-    with tempfile.TemporaryDirectory(prefix="tss-rel-emfile-") as tmp:
+    with short_temporary_directory(prefix="tss-rel-emfile-") as tmp:
         client_dir = Path(tmp) / "clients"
         client_dir.mkdir()
         path = str(Path(tmp) / "srv.sock")

@@ -73,6 +73,7 @@ from hypothesis.stateful import (
 import trio_socketserver as ts
 import trio_socketserver.sync as sync
 
+from ..short_paths import short_temporary_directory
 from .harness import (
     API,
     APIS,
@@ -545,7 +546,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         and ``bind_and_activate``."""
         if self.subject is not None:
             self._forget(self.subject)
-        tmp = tempfile.TemporaryDirectory(prefix="tss-life-")
+        tmp = short_temporary_directory(prefix="tss-life-")
         client_dir = Path(tmp.name) / "clients"
         client_dir.mkdir()
         path = None if transport in ("tcp", "udp") else Path(tmp.name) / "srv.sock"
@@ -1320,7 +1321,7 @@ async def test_handle_request_after_pending_shutdown(api: API) -> None:
     server = cls(("127.0.0.1", 0), LIFECYCLE.pick(api, "tcp"))
     server.timeout = None
     reply: list[tuple[WaitOutcome, bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="tss-life-") as tmp:
+    with short_temporary_directory(prefix="tss-life-") as tmp:
         srv = Running(api, "tcp", server, server.server_address, Path(tmp))
         client = await connect(srv)
         try:

@@ -1,0 +1,32 @@
+"""Temporary directories short enough to hold Unix socket paths.
+
+A Unix socket's path must fit in ``sockaddr_un.sun_path``: 108 bytes on
+Linux, 104 on macOS, terminating NUL included. ``$TMPDIR`` can be long
+enough (a deep CI workspace, macOS's ``/var/folders/...``) that a socket in
+a directory made there does not fit, and every Unix-socket test would fail
+with ``AF_UNIX path too long``: so a directory for sockets is made under
+``$TMPDIR`` only when there is room, else under ``/tmp``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+__all__ = ["short_temporary_directory", "socket_base_dir"]
+
+#: The longest temporary base directory that leaves room for what the tests
+#: put under it: a prefix and 8 random characters, a subdirectory or two and
+#: a socket file name, at most about 60 bytes together.
+_MAX_BASE = 40
+
+
+def socket_base_dir() -> str:
+    """Where to make directories that will hold Unix sockets."""
+    base = tempfile.gettempdir()
+    return base if len(os.fsencode(base)) <= _MAX_BASE else "/tmp"
+
+
+def short_temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """``tempfile.TemporaryDirectory(prefix=prefix)``, short enough for sockets."""
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=socket_base_dir())
