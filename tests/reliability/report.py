@@ -21,6 +21,7 @@ held.
 from __future__ import annotations
 
 import datetime
+import resource
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -52,6 +53,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_ROWS] = []
+    _ensure_descriptors(FORMS[config.getoption("form")])
+
+
+def _ensure_descriptors(form: Form) -> None:
+    """Raise the soft RLIMIT_NOFILE to what ``form`` needs, up to the hard
+    limit. Where even the hard limit is lower, the long form stops here with
+    what to do: otherwise its load scenarios run out of descriptors, and the
+    server's (correct) EMFILE back-off shows up as clients refused, which
+    reads like a server bug."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= form.fds:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= form.fds:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (form.fds, hard))
+        return
+    if form.name != "short":
+        raise pytest.UsageError(
+            f"the reliability suite's {form.name} form holds up to {form.fds} file "
+            f"descriptors at once, but RLIMIT_NOFILE allows {soft} (hard limit {hard}): "
+            f"raise it (ulimit -n {form.fds}) or use --form=short"
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
