@@ -1,7 +1,8 @@
 """Development sessions. `nox` (no arguments) runs the whole test suite:
 tests, typecheck, lint and docs. Tool versions are pinned in pyproject.toml's
 [dependency-groups]; sessions use the interpreter nox runs with (no
-interpreter downloads)."""
+interpreter downloads), except `nox -s tests_newer`, which runs the tests on
+the newer Pythons found on PATH."""
 
 from __future__ import annotations
 
@@ -40,6 +41,19 @@ def tests_oldest(session: nox.Session) -> None:
     _install(session, "test")
     session.install(*OLDEST)
     session.run("pytest", "-m", "not reliability", *session.posargs)
+
+
+#: Newer Pythons the package claims (requires-python >= 3.11); not in the
+#: default sessions, since a fresh machine may not have them on PATH.
+NEWER_PYTHONS = ["3.12", "3.13"]
+
+
+@nox.session(python=NEWER_PYTHONS)
+def tests_newer(session: nox.Session) -> None:
+    """pytest, unit tests and the reliability suite's short form, on each
+    newer Python found on PATH as pythonX.Y (``nox -s tests_newer``)."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
 
 
 @nox.session
