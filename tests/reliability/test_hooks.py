@@ -1140,11 +1140,17 @@ INSIDE = Handlers(AsyncInsideStream, AsyncInsideDatagram, SyncInsideStream, Sync
 
 
 async def two_part_request(
-    srv: Running, first: bytes, go: trio.Event, tally: Tally, done: trio.Event | None = None
+    srv: Running,
+    first: bytes,
+    go: trio.Event,
+    tally: Tally,
+    done: trio.Event | None = None,
+    sent: Callable[[], object] | None = None,
 ) -> None:
     """Send ``first``; once ``go`` is set, send the second line (stream) and
     read the reply: ``served`` if it is whole, ``closed`` if the connection
-    ended first. ``done`` is set when it has its outcome."""
+    ended first. ``done`` is set when it has its outcome; ``sent`` is called
+    once ``first`` is sent (the client is connected)."""
     second = b"more\n"
     expected = first + second if srv.stream else first
     try:
@@ -1158,6 +1164,8 @@ async def two_part_request(
     try:
         try:
             await sock.send(first)
+            if sent is not None:
+                sent()
             await go.wait()
             if srv.stream:
                 await sock.send(second)
@@ -1282,10 +1290,17 @@ async def test_shutdown_from_inside_sequential(
             nursery.start_soon(two_part_request, srv, b"stop\n", stop_go, stop, stopped)
             if srv.stream:
                 await inside.stopper.wait()
-                # Connected and sent, but not taken: the server is busy.
+                # Connected and sent, but not taken: the server is busy. Each
+                # client connects in a thread (harness.connect), which
+                # wait_all_tasks_blocked does not wait for: count them in.
+                all_sent = trio.Semaphore(0)
                 for _ in range(n_queued):
-                    nursery.start_soon(two_part_request, srv, b"queued\n", go, queued)
-                await trio.testing.wait_all_tasks_blocked()
+                    nursery.start_soon(
+                        two_part_request, srv, b"queued\n", go, queued, None, all_sent.release
+                    )
+                with trio.fail_after(CLIENT_DEADLINE):
+                    for _ in range(n_queued):
+                        await all_sent.acquire()
             stop_go.set()
             with trio.fail_after(CLIENT_DEADLINE):
                 await stopped.wait()
