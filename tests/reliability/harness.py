@@ -79,8 +79,10 @@ class Form:
     #: Examples a hypothesis property runs.
     examples: int
     #: File descriptors the test process may hold at once: clients, faults
-    #: and the server's side of each, with room to spare (the long form
-    #: passes at 1,536; the short form at 1,024, Linux's usual soft limit).
+    #: and the server's side of each, with room to spare (measured: the whole
+    #: short form passes at 1,024, Linux's usual soft limit; the long form's
+    #: Unix load rows fail at 1,024 and pass at 1,536; the whole long form
+    #: passes at 2,048).
     fds: int
 
 
