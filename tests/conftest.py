@@ -34,7 +34,7 @@ from .reliability.report import (
 from .reliability.report import (
     pytest_terminal_summary as pytest_terminal_summary,
 )
-from .short_paths import short_temporary_directory
+from .short_paths import has_room_for_sockets, short_temporary_directory
 from .sync_helpers import child_pids
 
 # Type-checked by `nox -s typecheck`, never executed.
@@ -96,7 +96,7 @@ def _describe_fd(fd: int) -> str | None:
 def short_tmp_path(tmp_path: Path) -> Iterator[Path]:
     """tmp_path, or a shorter temporary directory if socket paths under
     tmp_path would not fit in a sockaddr_un (about 108 bytes)."""
-    if len(os.fsencode(tmp_path)) + 32 < 100:
+    if has_room_for_sockets(tmp_path, 33):  # a socket file name
         yield tmp_path
         return
     with short_temporary_directory(prefix="tss-ex-") as short:

@@ -13,18 +13,24 @@ from __future__ import annotations
 import os
 import tempfile
 
-__all__ = ["short_temporary_directory", "socket_base_dir"]
+__all__ = ["has_room_for_sockets", "short_temporary_directory", "socket_base_dir"]
 
-#: The longest temporary base directory that leaves room for what the tests
-#: put under it: a prefix and 8 random characters, a subdirectory or two and
-#: a socket file name, at most about 60 bytes together.
-_MAX_BASE = 40
+#: Bytes of a socket path the tests allow themselves (sun_path less a margin).
+_LIMIT = 100
+#: What the tests put under a temporary base directory: a prefix and 8
+#: random characters, a subdirectory or two and a socket file name.
+_ROOM_UNDER_BASE = 60
+
+
+def has_room_for_sockets(directory: str | os.PathLike[str], room: int) -> bool:
+    """Whether ``room`` more bytes of path under ``directory`` still fit."""
+    return len(os.fsencode(directory)) + room <= _LIMIT
 
 
 def socket_base_dir() -> str:
     """Where to make directories that will hold Unix sockets."""
     base = tempfile.gettempdir()
-    return base if len(os.fsencode(base)) <= _MAX_BASE else "/tmp"
+    return base if has_room_for_sockets(base, _ROOM_UNDER_BASE) else "/tmp"
 
 
 def short_temporary_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
