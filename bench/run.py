@@ -24,6 +24,12 @@ always ran):
             udp              UDPServer >= 1.0x, ThreadingUDPServer >= 2.0x
             http-keepalive,  http.server.ThreadingHTTPServer under wrk,
             http-close       keep-alive / "Connection: close"  >= 1.0x
+          In persistent and http-keepalive no adapter code runs per message
+          (the stdlib's handler in a thread of its own on both sides), so
+          those two also run an A/A control (SYNC_CONTROLS): the stdlib's
+          server started a second time and compared with itself like a
+          contender.  Its ratio shows how far apart two identical servers
+          measure here; it is reported next to the verdict, not a goal.
           Both sides listen with a backlog of --sync-backlog (default 128;
           0 keeps the classes' request_queue_size of 5, which turns the
           connection bursts of these scenarios into SYN-retransmit waits).
@@ -154,12 +160,20 @@ def _sync_pair(cls: str, kind: str, scenarios: tuple[str, ...]) -> list:
     ]
 
 
+def _sync_control(cls: str, kind: str, scenarios: tuple[str, ...]) -> tuple:
+    """The stdlib's side of a pair again, under another name (see SYNC_CONTROLS)."""
+    ((_, _, argv),) = [c for c in _sync_pair(cls, kind, scenarios) if c[0].startswith("stdlib.")]
+    return (f"control.{cls}", scenarios, argv)
+
+
 SYNC_CONTENDERS: list[tuple[str, tuple[str, ...], list[str]]] = [
     *_sync_pair("ThreadingTCPServer", "threading-tcp", TCP),
+    _sync_control("ThreadingTCPServer", "threading-tcp", ("persistent",)),
     *_sync_pair("TCPServer", "tcp", ("cpr",)),
     *_sync_pair("UDPServer", "udp", UDP),
     *_sync_pair("ThreadingUDPServer", "threading-udp", UDP),
     *_sync_pair("ThreadingHTTPServer", "http", HTTP),
+    _sync_control("ThreadingHTTPServer", "http", ("http-keepalive",)),
 ]
 
 # scenario -> [(contender, its baseline, goal)].  goal: the minimum ratio of
@@ -178,6 +192,17 @@ SYNC_PAIRS: dict[str, list[tuple[str, str, float | None]]] = {
     ],
     "http-keepalive": [("sync.ThreadingHTTPServer", "stdlib.ThreadingHTTPServer", 1.0)],
     "http-close": [("sync.ThreadingHTTPServer", "stdlib.ThreadingHTTPServer", 1.0)],
+}
+
+# scenario -> [(control, baseline)]: A/A controls, the baseline's own command
+# under another name.  Where both sides of a pair run the same stdlib code per
+# message, the pair can differ only by what the machine does between runs; the
+# control measures that spread in the same run (a 15-round run: the stdlib
+# against itself 1.05x in persistent, 1.13x in http-keepalive, single rounds
+# 0.68x-1.70x), so that a ratio near 1.0x can be read against it.
+SYNC_CONTROLS: dict[str, list[tuple[str, str]]] = {
+    "persistent": [("control.ThreadingTCPServer", "stdlib.ThreadingTCPServer")],
+    "http-keepalive": [("control.ThreadingHTTPServer", "stdlib.ThreadingHTTPServer")],
 }
 
 # Scenario parameters.  duration/warmup in seconds.  For idle, "duration"
@@ -210,8 +235,13 @@ QUICK = {
 }
 
 SUITES = {
-    "async": {"contenders": CONTENDERS, "scenarios": ALL_SCENARIOS, "pairs": None},
-    "sync": {"contenders": SYNC_CONTENDERS, "scenarios": SYNC_SCENARIOS, "pairs": SYNC_PAIRS},
+    "async": {"contenders": CONTENDERS, "scenarios": ALL_SCENARIOS, "pairs": None, "controls": {}},
+    "sync": {
+        "contenders": SYNC_CONTENDERS,
+        "scenarios": SYNC_SCENARIOS,
+        "pairs": SYNC_PAIRS,
+        "controls": SYNC_CONTROLS,
+    },
 }
 
 SERVER_CORE = 0
@@ -749,11 +779,14 @@ def summarize(
     runs: dict[str, list[dict]],
     pairs: list[tuple[str, str, float | None]] | None = None,
     tool: str = "loadgen",
+    controls: list[tuple[str, str]] | None = None,
 ) -> tuple[list[str], dict]:
     """Table and ratios of one scenario.  Without `pairs` the ratios are
     against the best of BASELINES[scenario]; with `pairs` (the sync suite)
-    each (contender, baseline, goal) is compared and checked on its own.
-    `tool` names the load generator in the bottleneck check."""
+    each (contender, baseline, goal) is compared and checked on its own, and
+    each (control, baseline) of `controls` is compared the same way but not
+    checked (see SYNC_CONTROLS).  `tool` names the load generator in the
+    bottleneck check."""
     lines: list[str] = []
     summary: dict = {}
     for name, rs in runs.items():
@@ -853,6 +886,7 @@ def summarize(
     bnames = [b for b in BASELINES.get(scenario, []) if b in summary] if pairs is None else []
     ratios: dict = {}
     goals: list[dict] = []
+    controls_out: list[dict] = []
     if pairs is not None:
         for name, base, goal in pairs:
             g = compare_pair(scenario, summary, name, base, goal)
@@ -868,6 +902,10 @@ def summarize(
             if g.get("ratio") is not None:
                 ratios[name] = g["ratio"]
             lines.append(f"  {name} / {base}: {g['text']}")
+        for name, base in controls or []:
+            c = compare_control(summary, runs, name, base)
+            controls_out.append(c)
+            lines.append(f"  {name} / {base}: {c['text']}")
     elif bnames:
         if scenario == "idle":
             base = bnames[0]
@@ -911,6 +949,8 @@ def summarize(
     out = {"contenders": summary, "ratios": ratios}
     if pairs is not None:
         out["goals"] = goals
+    if controls_out:
+        out["controls"] = controls_out
     return lines, out
 
 
@@ -991,6 +1031,29 @@ def compare_pair(scenario: str, summary: dict, name: str, base: str, goal: float
     return g
 
 
+def compare_control(summary: dict, runs: dict, name: str, base: str) -> dict:
+    """An A/A control: the baseline's own server, run as one more contender,
+    against the baseline.  The same ratios as a pair's, and no goal: it says
+    how far apart two identical servers measure in this run."""
+    c: dict = {"contender": name, "baseline": base}
+    s, b = summary.get(name), summary.get(base)
+    if s is None or b is None:
+        missing = " and ".join(x for x, y in ((name, s), (base, b)) if y is None)
+        c.update(ratio=None, text=f"A/A control: no result for {missing}")
+        return c
+    sv, bv = s["median_ops_per_sec"], b["median_ops_per_sec"]
+    c["ratio"] = sv / bv if sv is not None and bv else None
+    c.update(paired_ratios(runs.get(name, []), runs.get(base, [])))
+    text = f"A/A control (the same server twice): {fmt(c['ratio'], '.2f')}x"
+    if c.get("paired_median") is not None:
+        text += (
+            f"  (round by round: median {c['paired_median']:.2f}x, "
+            f"{c['paired_min']:.2f}x..{c['paired_max']:.2f}x over {c['paired_n']} rounds)"
+        )
+    c["text"] = text + "  [not a goal]"
+    return c
+
+
 # --------------------------------------------------------------------- main
 
 
@@ -1022,12 +1085,15 @@ def wrk_version(wrk: str | None) -> str | None:
     return first[0].strip() if first else "?"
 
 
-def suite_verdict(scenarios: list[str], pairs_of: dict, results: dict) -> list[str]:
-    """One line per (scenario, pair) of a pairs suite: ratio, goal, met."""
+def suite_verdict(
+    scenarios: list[str], pairs_of: dict, results: dict, controls_of: dict | None = None
+) -> list[str]:
+    """One line per (scenario, pair) of a pairs suite: ratio, goal, met; under
+    it, the A/A control of the pair's baseline, where the scenario has one."""
     lines = []
     for scen in scenarios:
-        for name, _base, _goal in pairs_of.get(scen, []):
-            res = results.get(scen, {})
+        res = results.get(scen, {})
+        for name, base, _goal in pairs_of.get(scen, []):
             cls = name.split(".", 1)[-1]
             if "skipped" in res:
                 text = f"SKIPPED: {res['skipped']}"
@@ -1035,6 +1101,14 @@ def suite_verdict(scenarios: list[str], pairs_of: dict, results: dict) -> list[s
                 g = next((x for x in res.get("goals", []) if x["contender"] == name), None)
                 text = g["text"] if g else "no result"
             lines.append(f"  {scen:<15} {cls:<20} {text}")
+            if "skipped" in res:
+                continue
+            for control, cbase in (controls_of or {}).get(scen, []):
+                if cbase != base:
+                    continue
+                c = next((x for x in res.get("controls", []) if x["contender"] == control), None)
+                if c is not None:  # absent where --only left the control out
+                    lines.append(f"  {'':<15} {'':<20} {c['text']}")
     return lines
 
 
@@ -1104,6 +1178,7 @@ def main() -> int:
         params["idle"]["conns"] = args.idle_conns
     suite = SUITES[args.suite]
     pairs_of = suite["pairs"]
+    controls_of = suite["controls"]
     if args.scenarios is None:
         scenarios = list(suite["scenarios"])
     else:
@@ -1239,7 +1314,8 @@ def main() -> int:
                     log(f"     {name}: {overflows} listen-queue overflows in this run")
         runs = {k: v for k, v in runs.items() if v}
         pairs = None if pairs_of is None else pairs_of.get(scen, [])
-        lines, summ = summarize(scen, runs, pairs, tool)
+        controls = [c for c in controls_of.get(scen, []) if c[0] in runs]
+        lines, summ = summarize(scen, runs, pairs, tool, controls)
         log(f"-- {scen} summary (median of {rounds} rounds) --")
         for line in lines:
             log(line)
@@ -1247,7 +1323,7 @@ def main() -> int:
         report["scenarios"][scen] = {"runs": runs, **summ}
 
     if pairs_of is not None:
-        verdict = suite_verdict(scenarios, pairs_of, report["scenarios"])
+        verdict = suite_verdict(scenarios, pairs_of, report["scenarios"], controls_of)
         log(f"\n== {args.suite} suite: sync adapter / stdlib, median of {rounds} rounds ==")
         for line in verdict:
             log(line)

@@ -147,3 +147,46 @@ def test_round_by_round_ratios_skip_rounds_without_a_baseline(run: Any) -> None:
     assert ratios["paired_median"] == pytest.approx(0.8)
     assert ratios["paired_wins"] == 0
     assert run.paired_ratios([_ops_round(1, 1.0)], []) == {}
+
+
+def test_an_aa_control_is_reported_beside_its_pair_and_is_not_a_goal(run: Any) -> None:
+    # The control is the baseline's own server run again: its ratio says how
+    # far apart two identical servers measured, and nothing is checked on it.
+    base = {1: 100.0, 2: 80.0, 3: 90.0}
+    again = {1: 90.0, 2: 96.0, 3: 99.0}
+    mine = {1: 95.0, 2: 84.0, 3: 99.0}
+    runs = {
+        "stdlib.S": [_ops_round(r, v) for r, v in base.items()],
+        "control.S": [_ops_round(r, v) for r, v in again.items()],
+        "sync.S": [_ops_round(r, v) for r, v in mine.items()],
+    }
+    pairs = [("sync.S", "stdlib.S", 1.0)]
+    controls = [("control.S", "stdlib.S")]
+    lines, out = run.summarize("persistent", runs, pairs, "loadgen", controls)
+    assert [g["contender"] for g in out["goals"]] == ["sync.S"]
+    assert "control.S" not in out["ratios"]
+    (control,) = out["controls"]
+    assert control["ratio"] == pytest.approx(96.0 / 90.0)
+    assert control["paired_median"] == pytest.approx(1.1)
+    assert control["paired_min"] == pytest.approx(0.9)
+    assert control["paired_max"] == pytest.approx(1.2)
+    assert "met" not in control
+    assert any(line.startswith("  control.S / stdlib.S: A/A control") for line in lines)
+
+    verdict = run.suite_verdict(
+        ["persistent"],
+        {"persistent": pairs},
+        {"persistent": out},
+        {"persistent": controls},
+    )
+    assert len(verdict) == 2
+    assert "goal >= 1.0x" in verdict[0]
+    assert "A/A control (the same server twice): 1.07x" in verdict[1]
+    assert "median 1.10x, 0.90x..1.20x over 3 rounds" in verdict[1]
+    assert "not a goal" in verdict[1]
+    # Left out by --only: the pair's verdict alone.
+    _, without = run.summarize("persistent", runs, pairs, "loadgen")
+    assert "controls" not in without
+    assert run.suite_verdict(
+        ["persistent"], {"persistent": pairs}, {"persistent": without}, {"persistent": controls}
+    ) == verdict[:1]
