@@ -187,6 +187,9 @@ def test_an_aa_control_is_reported_beside_its_pair_and_is_not_a_goal(run: Any) -
     # Left out by --only: the pair's verdict alone.
     _, without = run.summarize("persistent", runs, pairs, "loadgen")
     assert "controls" not in without
-    assert run.suite_verdict(
-        ["persistent"], {"persistent": pairs}, {"persistent": without}, {"persistent": controls}
-    ) == verdict[:1]
+    assert (
+        run.suite_verdict(
+            ["persistent"], {"persistent": pairs}, {"persistent": without}, {"persistent": controls}
+        )
+        == verdict[:1]
+    )
