@@ -118,14 +118,19 @@ def test_user_handler_from_module(tmp_path: Path) -> None:
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:
-    result = subprocess.run(
+    result = _run_cli(args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def _run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """The CLI with ``args``, to its exit (bad arguments never serve)."""
+    return subprocess.run(
         [sys.executable, "-m", "trio_socketserver", *args],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2
-    assert message in result.stderr
 
 
 def test_address_in_use_is_reported() -> None:
@@ -141,3 +146,27 @@ def test_address_in_use_is_reported() -> None:
         )
     assert result.returncode == 2
     assert "Address already in use" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tcp", "127.0.0.1:0", "--max-concurrent", "0"], "must be an integer >= 1, not 0"),
+        (["--udp", "127.0.0.1:0", "--max-concurrent", "-1"], "must be an integer >= 1, not -1"),
+        (["--max-concurrent", "ten"], "must be an integer >= 1, not 'ten'"),
+        (["--tcp", "[::1]"], "expects [IPV6]:PORT (for example [::1]:8000), not '[::1]'"),
+        (["--tcp", "::1"], "write an IPv6 host in brackets, as [::1]:PORT"),
+        (["--tcp", "[]:0"], "empty brackets in '[]:0'; for all interfaces write :0"),
+        (["--tcp", "[127.0.0.1]:0"], "brackets are for IPv6 addresses only; write 127.0.0.1:0"),
+        (["--tcp", "127.0.0.1:0", "--handler", ".foo:X"], "module '.foo' is relative"),
+        (["--tcp", "nonexistent.invalid:0"], "host 'nonexistent.invalid'"),
+        (["--unix", "/nonexistent-dir/x.sock"], "directory '/nonexistent-dir' does not exist"),
+        (["--unix", "/tmp/" + "a" * 120], "longer than the 108-byte limit"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_before_listening(args: list[str], message: str) -> None:
+    result = _run_cli(args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "listening on" not in result.stdout

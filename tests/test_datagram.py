@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -124,5 +125,49 @@ async def test_unbound_unix_client_gets_no_reply_and_no_error(
                 assert await client.recv(10) == b"3"
         await server.shutdown()
     assert server.statistics().requests_received == 2
+    assert server.statistics().errors == 0
+    assert "Exception occurred" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "server_class", [ts.UDPServer, ts.ConcurrentUDPServer, ts.ConcurrentUnixDatagramServer]
+)
+async def test_server_close_while_serving_lets_handlers_reply_in_the_grace_period(
+    server_class: type[ts.DatagramServer[Any]],
+    sock_path: str,
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+    no_fd_leak: None,
+) -> None:
+    # server_close() starts the shutdown; the handlers still running get the
+    # grace period, and a datagram handler replies through the server's
+    # socket: that socket must stay open until they are done.
+    started, release = trio.Event(), trio.Event()
+
+    class RepliesLate(ts.DatagramRequestHandler[Any, Any]):
+        async def handle(self) -> None:
+            started.set()
+            await release.wait()
+            self.wfile.write(b"late:" + self.packet)
+
+    unix = issubclass(server_class, ts.UnixDatagramServer)
+    family = socket.AF_UNIX if unix else socket.AF_INET
+    with trio.socket.socket(family, socket.SOCK_DGRAM) as client:
+        await client.bind(sock_path + ".c" if unix else ("127.0.0.1", 0))
+        server = server_class(sock_path if unix else ("127.0.0.1", 0), RepliesLate)
+        with server:
+            await nursery.start(server.serve_forever)
+            address: Any = server.server_address
+            await client.sendto(b"x", address)
+            await started.wait()
+        # Left the with block: server_close() began the shutdown.
+        assert server.shutting_down
+        if unix:  # no new requests: the socket file is gone at once
+            assert not os.path.exists(sock_path)
+        release.set()
+        with trio.fail_after(10):
+            assert await client.recv(100) == b"late:x"
+            await server.shutdown()  # waits for serve_forever to return
+    assert server.fileno() == -1, "closed once serve_forever returned"
     assert server.statistics().errors == 0
     assert "Exception occurred" not in caplog.text

@@ -124,3 +124,41 @@ async def test_serve_applies_cap_and_grace(nursery: trio.Nursery) -> None:
 async def test_serve_rejects_bad_grace() -> None:
     with pytest.raises(ValueError, match="grace_period"):
         await ts.serve(("127.0.0.1", 0), Echo, grace_period=-2)
+
+
+@pytest.mark.parametrize(
+    ("cap", "error"),
+    [(0, ValueError), (-3, ValueError), ("10", TypeError), (True, TypeError), (2.0, TypeError)],
+)
+async def test_serve_rejects_a_bad_cap_before_reporting_started(
+    cap: Any, error: type[Exception], no_fd_leak: None
+) -> None:
+    # nursery.start() raising (instead of returning a server) means serve()
+    # failed before task_status.started(): nothing was ever served.
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(error, match=r"max_concurrent_requests must be None \(no cap\)"):
+            await nursery.start(
+                lambda task_status: ts.serve(
+                    ("127.0.0.1", 0),
+                    Echo,
+                    max_concurrent_requests=cap,
+                    handle_signals=False,
+                    task_status=task_status,
+                )
+            )
+
+
+@pytest.mark.parametrize("server_class", [ts.TCPServer, ts.UDPServer])
+async def test_serve_rejects_a_cap_for_a_server_class_without_one(
+    server_class: Any, no_fd_leak: None
+) -> None:
+    with pytest.raises(TypeError, match=f"{server_class.__name__} has no concurrency cap"):
+        await ts.serve(("127.0.0.1", 0), Echo, server_class=server_class, max_concurrent_requests=2)
+
+
+async def test_serve_checks_the_server_class_cap_before_binding(no_fd_leak: None) -> None:
+    class ZeroCap(ts.ConcurrentTCPServer):
+        max_concurrent_requests = 0
+
+    with pytest.raises(ValueError, match=r"ZeroCap.max_concurrent_requests must be None"):
+        await ts.serve(("127.0.0.1", 0), Echo, server_class=ZeroCap)

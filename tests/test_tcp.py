@@ -308,3 +308,87 @@ async def test_read1_contract(nursery: trio.Nursery) -> None:
             await stream.send_eof()
             assert await receive_all(stream) == b"head\n|abc|defgh"
         await server.shutdown()
+
+
+class ZeroTimeout(ts.StreamRequestHandler[Any, Any]):
+    timeout = 0
+    second_read: ClassVar[list[str]] = []
+
+    async def handle(self) -> None:
+        line = await self.rfile.readline()
+        await self.wfile.write(b"got " + line)
+        try:
+            await self.rfile.readline()  # nothing more was sent: would have to wait
+        except TimeoutError:
+            type(self).second_read.append("timed out")
+
+
+async def test_zero_timeout_reads_what_is_already_received(no_fd_leak: None) -> None:
+    # timeout=0 is the stdlib's non-blocking socket: what needs no waiting
+    # succeeds, what would wait raises TimeoutError at once.
+    ZeroTimeout.second_read = []
+    # Connected and sent before the server accepts: the line is in the
+    # kernel's receive buffer when the handler first reads.
+    with (
+        ts.TCPServer(("127.0.0.1", 0), ZeroTimeout) as server,
+        socket.create_connection(server.server_address[:2], timeout=10) as client,
+    ):
+        client.sendall(b"hello\n")
+        with trio.fail_after(10):
+            await server.handle_request()
+        assert client.recv(100) == b"got hello\n"
+    assert ZeroTimeout.second_read == ["timed out"]
+
+
+@pytest.mark.parametrize("server_class", [ts.TCPServer, ts.UDPServer])
+@pytest.mark.parametrize(
+    ("address", "error", "match"),
+    [
+        (("[::1]", 0), ValueError, r"host '\[::1\]' is in brackets: .*\('::1', 0\)"),
+        (("127.0.0.1", 0, 0, 0), ValueError, r"with the IPv4 host '127.0.0.1': write"),
+        (("127.0.0.1", 0, 0), ValueError, r"with the IPv4 host '127.0.0.1': write"),
+        (("::1", 0, -1, 0), ValueError, r"flowinfo must be between 0 and 1048575"),
+        (("::1", 0, 2**20, 0), ValueError, r"flowinfo must be between 0 and 1048575"),
+        (("nonexistent.invalid", 0), socket.gaierror, r"host 'nonexistent.invalid' is not"),
+        (("256.1.1.1", 0), socket.gaierror, r"cannot bind to \('256.1.1.1', 0\): host"),
+    ],
+)
+def test_bad_ip_addresses_are_named_in_the_error(
+    server_class: Any, address: Any, error: type[Exception], match: str, no_fd_leak: None
+) -> None:
+    with pytest.raises(error, match=match):
+        server_class(address, ts.BaseRequestHandler)
+
+
+@pytest.mark.parametrize("server_class", [ts.TCPServer, ts.UDPServer])
+@pytest.mark.parametrize(
+    "address",
+    [
+        (b"127.0.0.1", 0),
+        (bytearray(b"127.0.0.1"), 0),
+        pytest.param(("::1", 0, 0), marks=pytest.mark.skipif(not has_ipv6(), reason="no IPv6")),
+        pytest.param(("::1", 0, 0, 0), marks=pytest.mark.skipif(not has_ipv6(), reason="no IPv6")),
+    ],
+)
+def test_addresses_the_socket_module_binds_are_accepted(
+    server_class: Any, address: Any, no_fd_leak: None
+) -> None:
+    # As in the stdlib: a bytes host, and IPv6 3- and 4-tuples.
+    with server_class(address, ts.BaseRequestHandler) as server:
+        assert server.server_address[1] != 0
+        expected = socket.AF_INET6 if len(address) > 2 else socket.AF_INET
+        assert server.socket.family == expected
+
+
+def test_instance_address_family_is_obeyed(no_fd_leak: None) -> None:
+    if not has_ipv6():
+        pytest.skip("no IPv6")
+
+    class Dual(ts.TCPServer):
+        def __init__(self, address: Any, handler: Any, family: int) -> None:
+            self.address_family = family
+            super().__init__(address, handler)
+
+    # "" binds all interfaces of the family set on the instance: IPv6 here.
+    with Dual(("", 0), ts.BaseRequestHandler, socket.AF_INET6) as server:
+        assert server.socket.family == socket.AF_INET6

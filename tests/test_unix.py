@@ -106,3 +106,42 @@ async def test_unix_client_address_is_a_path(sock_path: str, nursery: trio.Nurse
             assert await receive_all(stream) == b""
         await server.shutdown()
     assert seen == [""]  # an unbound client has an empty address
+
+
+class Quiet(ts.StreamRequestHandler[Any, Any]):
+    async def handle(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("server_class", [ts.UnixStreamServer, ts.UnixDatagramServer])
+def test_too_long_path_names_the_path_and_the_limit(
+    server_class: Any, short_tmp_path: Path, no_fd_leak: None
+) -> None:
+    path = str(short_tmp_path / ("a" * 120))
+    with pytest.raises(OSError, match=r"is \d+ bytes, longer than the 108-byte limit") as info:
+        server_class(path, ts.BaseRequestHandler)
+    assert info.value.errno == errno.ENAMETOOLONG
+    assert info.value.filename == path
+    assert path in str(info.value)
+
+
+@pytest.mark.parametrize("server_class", [ts.UnixStreamServer, ts.UnixDatagramServer])
+def test_missing_directory_names_the_path(
+    server_class: Any, short_tmp_path: Path, no_fd_leak: None
+) -> None:
+    path = str(short_tmp_path / "nope" / "s.sock")
+    with pytest.raises(FileNotFoundError, match="does not exist") as info:
+        server_class(path, ts.BaseRequestHandler)
+    assert info.value.filename == path
+    assert repr(str(short_tmp_path / "nope")) in str(info.value)
+
+
+def test_relative_path_file_removed_after_chdir(
+    short_tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_fd_leak: None
+) -> None:
+    monkeypatch.chdir(short_tmp_path)
+    server = ts.UnixStreamServer("rel.sock", Quiet)
+    assert stat.S_ISSOCK(os.lstat(short_tmp_path / "rel.sock").st_mode)
+    monkeypatch.chdir("/")
+    server.server_close()
+    assert not (short_tmp_path / "rel.sock").exists()

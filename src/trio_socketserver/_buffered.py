@@ -15,7 +15,9 @@ They mirror what ``socket.makefile()`` gives a stdlib ``StreamRequestHandler``
 * ``timeout``: when not ``None``, every single read or write call must
   complete within that many seconds or raise :exc:`TimeoutError` (the
   stdlib's ``socket.timeout`` is the same class). A client that stops sending
-  or stops reading therefore cannot hold a handler forever.
+  or stops reading therefore cannot hold a handler forever. ``0`` does only
+  what needs no waiting (data already received, room in the send buffer),
+  as the stdlib's non-blocking socket.
 """
 
 from __future__ import annotations
@@ -36,8 +38,20 @@ _DEFAULT_BUFSIZE: Final = io.DEFAULT_BUFFER_SIZE
 async def _bounded(seconds: float | None, op: Callable[[], Awaitable[_T]]) -> _T:
     if seconds is None:
         return await op()
-    with trio.move_on_after(seconds) as scope:
-        return await op()
+    if seconds == 0:
+        # timeout=0 means "only what can be done without waiting", as the
+        # stdlib's non-blocking socket (settimeout(0)) does: data already
+        # received is read, room in the send buffer is written. move_on_after(0)
+        # would be cancelled on entering, before the stream's first
+        # non-blocking attempt. A deadline assigned inside the scope is only
+        # acted on by the run loop, i.e. once the operation has to wait (its
+        # first full checkpoint), so the attempt is made and waiting times out.
+        with trio.CancelScope() as scope:
+            scope.deadline = trio.current_time()
+            return await op()
+    else:
+        with trio.move_on_after(seconds) as scope:
+            return await op()
     assert scope.cancelled_caught
     raise TimeoutError(f"timed out after {seconds} seconds")
 

@@ -41,9 +41,19 @@ def load_handler(spec: str) -> Any:
     module_name, sep, qualname = spec.partition(":")
     if not sep or not module_name or not qualname:
         raise ValueError(f"--handler expects module:Class, not {spec!r}")
+    if module_name.startswith("."):
+        # import_module() would raise TypeError (a relative import needs a package).
+        raise ValueError(
+            f"--handler: module {module_name!r} is relative; give its absolute name "
+            "(for example mypackage.handlers:MyHandler)"
+        )
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, ValueError, TypeError) as exc:
+        # ImportError: no such module; ValueError/TypeError: a malformed name
+        # that importlib rejects. Errors raised by the module's own code
+        # (SyntaxError, RuntimeError...) propagate with their traceback: that
+        # is the module's bug, and the traceback is what locates it.
         raise ValueError(f"--handler: cannot import module {module_name!r}: {exc}") from exc
     for part in qualname.split("."):
         try:
@@ -51,6 +61,18 @@ def load_handler(spec: str) -> Any:
         except AttributeError:
             raise ValueError(f"--handler: {module_name!r} has no attribute {qualname!r}") from None
     return obj
+
+
+def _cap(text: str) -> int:
+    """``--max-concurrent``: checked by the parser, so that a bad value is a
+    usage error before anything is bound (not after "listening on")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the request handler class (default: the built-in echo handler)",
     )
     parser.add_argument(
-        "--max-concurrent", type=int, metavar="N", help="handle at most N requests at once"
+        "--max-concurrent", type=_cap, metavar="N", help="handle at most N requests at once"
     )
     parser.add_argument(
         "--grace",

@@ -98,14 +98,22 @@ class ConcurrencyMixIn(BaseServer[RequestT, AddressT]):
 
     async def process_request_task(self, request: RequestT, client_address: AddressT) -> None:
         """Run the handler, route an ``Exception`` to ``handle_error``, and
-        always shut the request down (the stdlib's ``process_request_thread``)."""
+        always shut the request down (the stdlib's ``process_request_thread``).
+
+        An ``Exception`` from ``shutdown_request`` goes to ``handle_error``
+        too: the task must not raise anything but a ``BaseException``, since
+        that ends ``serve_forever`` and cancels every other request."""
         try:
             await self.finish_request(request, client_address)
         except Exception:
             self._report_error(request, client_address)
+        except BaseExceptionGroup as group:
+            # Cancelled mixed with the Exceptions of a handler's own nursery
+            # (cancelled in phase 3): the Exceptions are reported, the
+            # cancellation goes on (see BaseServer._report_exceptions_in).
+            self._report_exceptions_in(group, request, client_address)
         finally:
-            with trio.CancelScope(shield=True):
-                await self.shutdown_request(request)
+            await self._shutdown_request_reporting(request, client_address)
 
 
 class ConcurrentTCPServer(ConcurrencyMixIn[Any, Any], TCPServer):

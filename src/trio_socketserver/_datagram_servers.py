@@ -55,6 +55,9 @@ class DatagramServer(SocketServer[DatagramRequest, AddressT]):
     #: Largest datagram served; larger ones are dropped and logged.
     max_packet_size: int = 8192
     _transport_kind: ClassVar[str | None] = "datagram"
+    # Handlers reply with sendto() on self.socket: server_close() while
+    # serving leaves it open until the last handler is done.
+    _replies_on_server_socket: ClassVar[bool] = True
     truncated_datagrams: int = 0
 
     def _take_ready(self) -> tuple[DatagramRequest, AddressT] | None:
@@ -117,7 +120,9 @@ class UDPServer(DatagramServer[IPAddress]):
         return check_ip_address(server_address, type(self).__name__)
 
     def _family_for(self, server_address: IPAddress) -> int:
-        return family_for_ip_address(server_address, type(self).address_family)
+        # The instance's family, as in the stdlib: a subclass may set
+        # self.address_family before calling __init__.
+        return family_for_ip_address(server_address, self.address_family)
 
     server_address: IPAddress
 

@@ -103,8 +103,9 @@ class StreamRequestHandler(BaseRequestHandler[ConnectionStream, AddressT, Server
     #: Write buffer size. ``0`` (the default) sends each write at once.
     wbufsize: ClassVar[int] = 0
     #: Seconds each read or write may take before :exc:`TimeoutError`;
-    #: ``None`` for no limit. Set it for servers exposed to slow or silent
-    #: clients.
+    #: ``None`` for no limit; ``0`` does only what needs no waiting (as a
+    #: non-blocking socket). Set it for servers exposed to slow or silent
+    #: clients. Checked when the server is constructed.
     timeout: ClassVar[float | None] = None
     #: Set ``TCP_NODELAY`` on TCP connections (ignored for Unix sockets).
     disable_nagle_algorithm: ClassVar[bool] = False

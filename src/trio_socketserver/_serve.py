@@ -43,7 +43,41 @@ from ._log import SERVE_LOGGER
 from ._server import _DEFAULT, BaseServer, _check_grace_period, _Default
 from ._socket_server import SocketServer
 
-__all__ = ["describe_address", "pick_server_class", "serve"]
+__all__ = ["check_max_concurrent_requests", "describe_address", "pick_server_class", "serve"]
+
+
+def check_max_concurrent_requests(value: object, what: str = "max_concurrent_requests") -> None:
+    """Raise unless ``value`` is ``None`` or an ``int >= 1`` (a valid cap)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be None (no cap) or an int >= 1, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{what} must be None (no cap) or an int >= 1, not {value!r}")
+
+
+def _check_cap_for(cls: object, cap: object) -> None:
+    """Validate the cap serve() will apply, before anything is bound: an
+    invalid one would otherwise only fail in the accept loop, after
+    ``task_status.started()`` has told the caller the server is running."""
+    # Looked up on the class, not by issubclass(ConcurrencyMixIn): a server
+    # class of the user's own with a max_concurrent_requests attribute has a cap too.
+    default = getattr(cls, "max_concurrent_requests", _NO_CAP)
+    if cap is not None:
+        check_max_concurrent_requests(cap)
+        if default is _NO_CAP:
+            name = getattr(cls, "__qualname__", repr(cls))
+            raise TypeError(
+                f"max_concurrent_requests={cap!r}: {name} has no concurrency cap (it "
+                "handles one request at a time); use a ConcurrencyMixIn server such as "
+                "ConcurrentTCPServer, or leave max_concurrent_requests out"
+            )
+    elif default is not _NO_CAP and isinstance(cls, type):
+        # The class's own value (a subclass may set one) is checked as early.
+        check_max_concurrent_requests(default, f"{cls.__qualname__}.max_concurrent_requests")
+
+
+_NO_CAP: Any = object()
 
 
 def pick_server_class(address: object, handler_class: object) -> type[SocketServer[Any, Any]]:
@@ -89,6 +123,9 @@ async def serve(
       server_class: the server class; by default chosen from the address and
         the handler (see the module docs).
       max_concurrent_requests: cap on concurrent handlers (``None``: no cap).
+        Checked before anything is bound: :exc:`TypeError` unless ``None`` or
+        an ``int``, :exc:`ValueError` below 1, :exc:`TypeError` for a server
+        class without a cap (not a :class:`ConcurrencyMixIn`).
       grace_period: seconds handlers get to finish after the first signal or
         ``shutdown()``; default: the server class's ``grace_period``.
       handle_signals: turn SIGINT/SIGTERM into graceful shutdown (only
@@ -104,6 +141,7 @@ async def serve(
         if server_class is not None
         else pick_server_class(address, RequestHandlerClass)
     )
+    _check_cap_for(cls, max_concurrent_requests)
     server = cls(address, RequestHandlerClass)
     with server:
         if max_concurrent_requests is not None:

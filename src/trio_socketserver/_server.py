@@ -26,9 +26,10 @@ via :func:`serve`, or ``server_close()``):
    gets :exc:`trio.Cancelled` at its next checkpoint, its ``finish()`` runs,
    its connection is closed. ``daemon_requests = True`` (or
    ``grace_period=0``) goes straight to this phase. A grace period that
-   ends with requests still running is logged as a warning (a handler that
-   ignores cancellation, in a shielded scope, is waited for: trio cannot
-   stop it, and the warning is how it shows).
+   ends with requests still running is logged as a warning, with their
+   number counted at the deadline before anything is cancelled (a handler
+   that ignores cancellation, in a shielded scope, is waited for: trio
+   cannot stop it, and the warning is how it shows).
 
 ``serve_forever`` returns when the nursery is empty; ``shutdown()`` returns
 then too. Cancelling ``serve_forever`` from outside is phase 3 at once.
@@ -40,8 +41,11 @@ Rule 1: every accepted request is either handed to a handler or closed:
     all end in ``shutdown_request``.
 Rule 2: a handler's ``Exception`` goes to ``handle_error`` and the server
     keeps serving. If ``handle_error`` itself raises, that is logged and the
-    server still keeps serving. ``BaseException`` (``KeyboardInterrupt``,
-    ``SystemExit``) propagates out of ``serve_forever`` as itself.
+    server still keeps serving; so do Exceptions from ``shutdown_request``
+    and ``close_request``. ``BaseException`` (``KeyboardInterrupt``,
+    ``SystemExit``) propagates out of ``serve_forever`` as itself. A group
+    mixing both (a handler's nursery cancelled in phase 3 while a child's
+    cleanup fails) is split: the Exceptions are reported, the rest goes on.
 Rule 3: ``shutdown()`` never deadlocks. Called where waiting for
     ``serve_forever`` to return could never finish (from a handler or
     ``service_actions`` of this server), it starts the shutdown and returns.
@@ -53,7 +57,6 @@ from __future__ import annotations
 
 import contextvars
 import errno
-import inspect
 import math
 import os
 import sys
@@ -63,8 +66,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NoReturn
 import attrs
 import trio
 
+from . import _checks
 from ._connection_stream import FAIRNESS_INTERVAL
-from ._handlers import BaseRequestHandler
+from ._handlers import BaseRequestHandler, StreamRequestHandler
 from ._log import SERVER_LOGGER
 from ._typevars import AddressT, RequestT
 
@@ -200,6 +204,7 @@ class BaseServer(Generic[RequestT, AddressT]):
         RequestHandlerClass: HandlerFactory[RequestT, AddressT, Self],
     ) -> None:
         self.server_address = server_address
+        _checks.check_server_hooks(type(self))
         self.RequestHandlerClass = self._check_handler_class(RequestHandlerClass)
         self._shutdown_requested = False
         self._serving = False
@@ -219,8 +224,11 @@ class BaseServer(Generic[RequestT, AddressT]):
         self._budget = FAIRNESS_INTERVAL
         self._queue_empty = False
         # Set when the last request in progress ends, once a grace period
-        # is being watched (_watch_grace); None otherwise.
+        # is being watched (_set_grace_deadline); None otherwise.
         self._drained: trio.Event | None = None
+        # The deadline of phase 3 while a grace watcher keeps it
+        # (_set_grace_deadline); None otherwise.
+        self._grace_timer: trio.CancelScope | None = None
 
     #: Whether a grace period that expires with requests still running is
     #: logged (the sync engine's handlers are threads: it reports its own).
@@ -236,7 +244,8 @@ class BaseServer(Generic[RequestT, AddressT]):
                 f"not {handler_class!r}"
             )
         if not isinstance(handler_class, type):
-            return handler_class  # a factory function: nothing more to check here
+            _checks.check_factory(handler_class, name)
+            return handler_class  # a factory: nothing more can be checked here
         stdlib = sys.modules.get("socketserver")
         if stdlib is not None and issubclass(handler_class, stdlib.BaseRequestHandler):
             raise TypeError(
@@ -244,14 +253,11 @@ class BaseServer(Generic[RequestT, AddressT]):
                 "and these servers run async handlers: derive it from "
                 "trio_socketserver.BaseRequestHandler and define 'async def handle'"
             )
+        derived = issubclass(handler_class, BaseRequestHandler)
+        _checks.check_handler_hooks(handler_class, derived=derived)
+        if issubclass(handler_class, StreamRequestHandler):
+            _checks.check_handler_attributes(handler_class)
         if issubclass(handler_class, BaseRequestHandler):
-            for hook in ("setup", "handle", "finish"):
-                method = getattr(handler_class, hook)
-                if not inspect.iscoroutinefunction(method):
-                    raise TypeError(
-                        f"{handler_class.__qualname__}.{hook} must be defined with 'async def': "
-                        "these servers await setup(), handle() and finish()"
-                    )
             kind = handler_class.transport_kind
             if (
                 kind is not None
@@ -363,6 +369,10 @@ class BaseServer(Generic[RequestT, AddressT]):
     def _check_ready(self, what: str) -> None:
         """Raise unless the server can take requests (overridden by socket servers)."""
 
+    def _serving_ended(self) -> None:
+        """Called as ``serve_forever`` returns, every handler done: socket
+        servers close here what ``server_close()`` had to leave open."""
+
     async def serve_forever(
         self,
         poll_interval: float = 0.5,
@@ -380,8 +390,16 @@ class BaseServer(Generic[RequestT, AddressT]):
         """
         self._check_can_serve("serve_forever()")
         interval: object = poll_interval
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-            raise ValueError(f"poll_interval must be a number > 0, not {poll_interval!r}")
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or math.isnan(interval)  # nan <= 0 is False: it would pass the next test
+            or interval <= 0
+        ):
+            raise ValueError(
+                "poll_interval must be a number of seconds > 0 (how often service_actions "
+                f"runs; inf: never), not {poll_interval!r}"
+            )
         self._serving = True
         self._ready_taker = self._ready_taker_for()
         self._stopped = trio.Event()
@@ -415,6 +433,10 @@ class BaseServer(Generic[RequestT, AddressT]):
             self._serving = False
             self._shutdown_requested = False
             self._drained = None
+            self._grace_timer = None
+            # Before _stopped: once shutdown() returns, server_close()'s
+            # resources are released.
+            self._serving_ended()
             self._stopped.set()
 
     async def handle_request(self) -> None:
@@ -461,38 +483,55 @@ class BaseServer(Generic[RequestT, AddressT]):
         if self.daemon_requests or grace == 0:
             scope.cancel()  # straight to phase 3
         elif grace is not None:
-            scope.deadline = min(scope.deadline, trio.current_time() + grace)  # phase 2
-            self._watch_grace(scope)
+            self._set_grace_deadline(scope, trio.current_time() + grace)  # phase 2
 
-    def _watch_grace(self, scope: trio.CancelScope) -> None:
-        """Make phase 3 visible: if the grace period ends with requests still
-        running, say so in the log (once per shutdown). A watcher task in the
-        handlers' nursery waits for the last request to end; phase 3
-        cancels it with the handlers, and it logs only if that was the
-        deadline (not daemon_requests, grace_period=0 or a cancellation
-        from outside, which are asked for)."""
-        nursery = self._nursery
-        if (
-            not self._announces_grace_expiry
-            or nursery is None
-            or self._drained is not None
-            or not self._active
-        ):
+    def _set_grace_deadline(self, scope: trio.CancelScope, deadline: float) -> None:
+        """Phase 2: start phase 3 (cancel ``scope``, the handlers scope) at
+        ``deadline``, or earlier if an earlier call asked for that.
+
+        With requests in progress the deadline is kept by a watcher task
+        (:meth:`_end_grace`), not by the handlers scope itself, so that the
+        warning can say truthfully how many requests phase 3 cancels: at the
+        deadline the watcher counts them first and only then cancels. A
+        deadline on the handlers scope would cancel the watcher and the
+        handlers in one scheduler batch, in no fixed order, and handlers that
+        ran first had already ended (and left the count) when the watcher
+        looked: the number was too low, or the warning missing altogether.
+        With nothing running there is nothing to report, and the sync engine
+        reports expiry itself: then the handlers scope takes the deadline."""
+        timer = self._grace_timer
+        if timer is not None:  # a watcher keeps the deadline: a later call shortens it
+            timer.deadline = min(timer.deadline, deadline)
             return
+        nursery = self._nursery
+        if not self._announces_grace_expiry or nursery is None or not self._active:
+            scope.deadline = min(scope.deadline, deadline)
+            return
+        timer = self._grace_timer = trio.CancelScope(deadline=min(deadline, scope.deadline))
         drained = self._drained = trio.Event()
-        nursery.start_soon(self._announce_grace_expiry, scope, drained)
+        nursery.start_soon(self._end_grace, scope, timer, drained)
 
-    async def _announce_grace_expiry(self, scope: trio.CancelScope, drained: trio.Event) -> None:
-        try:
+    async def _end_grace(
+        self, scope: trio.CancelScope, timer: trio.CancelScope, drained: trio.Event
+    ) -> None:
+        """The grace watcher: returns when the last request ends in time; at
+        the deadline, logs how many requests are still running, then starts
+        phase 3. When phase 3 is asked for instead (``grace_period=0``,
+        ``daemon_requests``, a cancellation from outside), the handlers scope
+        cancels the watcher with the handlers, and nothing is logged."""
+        with timer:
             await drained.wait()
-        except trio.Cancelled:
-            if self._active and trio.current_time() >= scope.deadline:
-                SERVER_LOGGER.warning(
-                    "%s: the grace period ended with %d request(s) still running: cancelling them",
-                    self._display_name(),
-                    self._active,
-                )
-            raise
+        if not timer.cancelled_caught:
+            return  # every request ended within the grace period
+        # Nothing has been cancelled yet, so this is the number at the deadline.
+        running = self._active
+        if running:
+            SERVER_LOGGER.warning(
+                "%s: the grace period ended with %d request(s) still running: cancelling them",
+                self._display_name(),
+                running,
+            )
+        scope.cancel()  # phase 3
 
     def _request_ended(self) -> None:
         """Called after ``_active`` goes down."""
@@ -604,15 +643,20 @@ class BaseServer(Generic[RequestT, AddressT]):
         except Exception:
             try:
                 self._report_error(request, client_address)
-            except BaseException:  # from handle_error: the request is still shut down
-                with trio.CancelScope(shield=True):
-                    await self.shutdown_request(request)
-                raise
-            await self.shutdown_request(request)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await self.shutdown_request(request)
-            raise
+            finally:  # also when handle_error raised a BaseException: Rule 1
+                # As in the stdlib, shutdown_request is called again even if
+                # the error came from it: only it knows whether it got as far
+                # as closing the request.
+                await self._shutdown_request_reporting(request, client_address)
+        except BaseException as exc:
+            try:
+                if not isinstance(exc, BaseExceptionGroup):
+                    raise
+                # Exceptions mixed with Cancelled or KeyboardInterrupt: the
+                # Exceptions are reported, the rest is re-raised.
+                self._report_exceptions_in(exc, request, client_address)
+            finally:
+                await self._shutdown_request_reporting(request, client_address)
         finally:
             # Concurrent servers count their handler tasks themselves; here the
             # count covers a request processed in this task.
@@ -650,6 +694,19 @@ class BaseServer(Generic[RequestT, AddressT]):
         """Rule 4: count and log an accept error; return how long to back
         off, or None to retry at once (the connection died before we took it)."""
         self._accept_errors += 1
+        if _concerns_one_client(exc):
+            # A TLS handshake that failed or a client that timed out inside a
+            # get_request() that wraps or reads from the connection (the
+            # stdlib's serve loop skips every OSError at once): the socket is
+            # fine and the next client must not wait. Checked before errno:
+            # an SSLError's errno is an SSL error code (8 is not ENOEXEC).
+            SERVER_LOGGER.debug(
+                "%s: get_request() failed for one client with %s: %s; serving on",
+                self._display_name(),
+                type(exc).__name__,
+                exc,
+            )
+            return None
         code = exc.errno
         if code in _TRANSIENT_ERRNOS:
             return None
@@ -672,6 +729,46 @@ class BaseServer(Generic[RequestT, AddressT]):
         """The server's name in log messages."""
         return type(self).__name__
 
+    async def _shutdown_request_reporting(
+        self, request: RequestT, client_address: AddressT
+    ) -> None:
+        """Rule 1's last step: :meth:`shutdown_request`, shielded so that it
+        runs in a cancelled scope too. An ``Exception`` from it (an override
+        of ``shutdown_request`` or ``close_request``) goes to ``handle_error``
+        like any hook's (Rule 2). Let through, it would replace the error or
+        the cancellation being handled and, in a concurrent server, crash
+        ``serve_forever`` and cancel every other request with it."""
+        with trio.CancelScope(shield=True):
+            try:
+                await self.shutdown_request(request)
+            except Exception:
+                self._report_error(request, client_address)
+
+    def _report_exceptions_in(
+        self,
+        group: BaseExceptionGroup[BaseException],
+        request: RequestT,
+        client_address: AddressT,
+    ) -> None:
+        """Rule 2 for a group that is not an ``ExceptionGroup`` (those are
+        plain Exceptions, reported as they are): report its ``Exception``
+        part, then re-raise the rest.
+
+        A handler running a nursery that is cancelled (phase 3,
+        ``daemon_requests``) raises such a group when a child's cleanup
+        fails: ``BaseExceptionGroup([Cancelled, RuntimeError])``. Neither
+        part may be lost. The ``RuntimeError`` is the handler's error, and it
+        goes to ``handle_error`` as the ``ExceptionGroup`` of the failures
+        (what the handler would have raised had it not been cancelled), with
+        ``sys.exc_info()`` set to it; the cancellation (or a
+        ``KeyboardInterrupt``...) then proceeds as if raised alone.
+        Re-raising the whole group would instead let the ``RuntimeError``
+        out of ``serve_forever`` once trio had absorbed the ``Cancelled``."""
+        try:
+            raise group
+        except* Exception:
+            self._report_error(request, client_address)
+
     def _report_error(self, request: RequestT, client_address: AddressT) -> None:
         """Rule 2: call handle_error; survive it raising."""
         self._errors += 1
@@ -692,6 +789,22 @@ class BaseServer(Generic[RequestT, AddressT]):
                     await self.service_actions()
                 except Exception:
                     SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
+                except BaseExceptionGroup as group:
+                    # Cancelled (the loop ended) mixed with Exceptions, as
+                    # in _report_exceptions_in: log these, re-raise the rest.
+                    try:
+                        raise group
+                    except* Exception:
+                        SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
+
+
+def _concerns_one_client(exc: OSError) -> bool:
+    """Whether an accept error is about one client, not the listening socket
+    (see _note_accept_error)."""
+    if isinstance(exc, TimeoutError):
+        return True
+    ssl = sys.modules.get("ssl")  # no SSLError without the ssl module loaded
+    return ssl is not None and isinstance(exc, ssl.SSLError)
 
 
 def _check_grace_period(value: object) -> None:

@@ -2,7 +2,9 @@
 
 It owns the socket: creates it in the constructor, binds and activates it
 (the stdlib's ``server_bind``/``server_activate`` hooks, synchronous because
-the constructor calls them), exposes it, and closes it in ``server_close``.
+the constructor calls them), exposes it, and closes it in ``server_close``
+(a datagram server that is serving closes it only when ``serve_forever``
+returns, since its handlers reply through it).
 
 The socket is kept twice over the same object: ``self.socket`` is the
 :mod:`trio.socket` object users see (its I/O methods are ``async``), and the
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 import socket as _socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import trio
 
 from . import _unix_path
+from ._addresses import bind_ip
 from ._connection_stream import FAIRNESS_INTERVAL, _in_trio_run
 from ._server import BaseServer
 from ._typevars import AddressT, RequestT
@@ -120,7 +123,7 @@ class SocketServer(BaseServer[RequestT, AddressT]):
         if self.address_family == _socket.AF_UNIX:
             self._unix_file = _unix_path.bind(sock, address)
         else:
-            sock.bind(address)
+            bind_ip(sock, address, type(self).__name__)
         self.server_address = sock.getsockname()
         self._bound = True
 
@@ -128,17 +131,38 @@ class SocketServer(BaseServer[RequestT, AddressT]):
         """Make the socket ready for requests (stream servers: ``listen``)."""
         self._activated = True
 
+    #: Whether handlers send their replies through the server's socket
+    #: (datagram servers), so that it must stay open while they run.
+    _replies_on_server_socket: ClassVar[bool] = False
+
     def server_close(self) -> None:
         """Close the socket (removing a Unix socket file this server created).
-        A running ``serve_forever`` begins shutdown. Idempotent."""
+        A running ``serve_forever`` begins shutdown. Idempotent.
+
+        While serving, a datagram server's socket is closed when
+        ``serve_forever`` returns instead, since the handlers still in their
+        grace period reply through it; it takes no new request meanwhile
+        (phase 1). A stream server's listening socket is closed at once,
+        which refuses the connections still in its backlog."""
         super().server_close()
+        if not (self._serving and self._replies_on_server_socket):
+            self._close_socket()
+        # The socket file goes at once either way: a client can no longer
+        # reach a server that stopped taking requests, and replies go out
+        # through the bound socket, not through the path.
+        if self._unix_file is not None:
+            self._unix_file.remove()
+            self._unix_file = None
+
+    def _close_socket(self) -> None:
         if self._sock.fileno() != -1:
             if _in_trio_run():
                 trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
-        if self._unix_file is not None:
-            self._unix_file.remove()
-            self._unix_file = None
+
+    def _serving_ended(self) -> None:
+        if self._closed:  # server_close() while serving left the socket open
+            self._close_socket()
 
     def fileno(self) -> int:
         """The socket's file descriptor."""

@@ -96,7 +96,9 @@ class TCPServer(StreamServer[IPAddress]):
         return check_ip_address(server_address, type(self).__name__)
 
     def _family_for(self, server_address: IPAddress) -> int:
-        return family_for_ip_address(server_address, type(self).address_family)
+        # The instance's family, as in the stdlib: a subclass may set
+        # self.address_family before calling __init__.
+        return family_for_ip_address(server_address, self.address_family)
 
     server_address: IPAddress
 

@@ -28,6 +28,7 @@ import errno
 import os
 import socket
 import stat
+import sys
 
 import attrs
 
@@ -36,7 +37,8 @@ __all__ = ["BoundFile", "bind"]
 
 @attrs.frozen
 class BoundFile:
-    """The socket file a server bound, identified by device and inode."""
+    """The socket file a server bound, identified by device and inode.
+    ``path`` is absolute (a relative one was resolved when it was bound)."""
 
     path: str | bytes
     device: int
@@ -91,12 +93,58 @@ def _clear_stale(path: str | bytes, sock_type: int) -> None:
     )
 
 
+#: sizeof(sun_path): the longest Unix socket address the socket module
+#: binds (Linux 108 bytes, the BSDs and macOS 104).
+PATH_LIMIT = 108 if sys.platform.startswith("linux") else 104
+
+
+def _bind(sock: socket.socket, path: str | bytes) -> None:
+    """``sock.bind(path)``, with errors that name the path and what to do
+    (the socket module's name neither: "AF_UNIX path too long", "[Errno 2] No
+    such file or directory"). The exception types stay the same."""
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        shown = os.fsdecode(path)
+        size = len(os.fsencode(path))
+        if exc.errno is None and size > PATH_LIMIT:
+            # Raised by the socket module before any system call, without an
+            # errno; ENAMETOOLONG is what the kernel would have said.
+            raise OSError(
+                errno.ENAMETOOLONG,
+                f"Unix socket path {shown!r} is {size} bytes, longer than the "
+                f"{PATH_LIMIT}-byte limit of AF_UNIX addresses; choose a shorter path "
+                "(a relative path counts from the working directory)",
+                shown,
+            ) from exc
+        parent = os.path.dirname(shown) or "."
+        if exc.errno == errno.ENOENT and not os.path.isdir(parent):
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"cannot bind Unix socket {shown!r}: directory {parent!r} does not exist "
+                "(create it first)",
+                shown,
+            ) from exc
+        if exc.errno is not None and exc.filename is None:
+            raise type(exc)(
+                exc.errno, f"cannot bind Unix socket {shown!r}: {exc.strerror}", shown
+            ) from exc
+        raise
+
+
 def bind(sock: socket.socket, path: str | bytes) -> BoundFile | None:
     """Bind ``sock`` to ``path`` following the module's rules."""
     if _is_abstract(path):
         sock.bind(path)
         return None
+    # Removal must find this file again even if the working directory
+    # changes before the server closes: remember a relative path as absolute
+    # (resolved against the directory it was bound in, i.e. now).
+    try:
+        remembered = os.path.abspath(path)
+    except OSError:  # the working directory was deleted: only the name is left
+        remembered = path
     _clear_stale(path, sock.type)
-    sock.bind(path)
+    _bind(sock, path)
     st = os.lstat(path)
-    return BoundFile(path, st.st_dev, st.st_ino)
+    return BoundFile(remembered, st.st_dev, st.st_ino)
