@@ -15,6 +15,7 @@ import pytest
 import trio_socketserver
 import trio_socketserver.sync as sync
 
+from .short_paths import short_temporary_directory
 from .sync_helpers import serving, stream_roundtrip
 
 # 3.12 added the Forking Unix servers; we have them on every version.
@@ -253,3 +254,60 @@ def test_ipv6_family_from_the_address() -> None:
 def test_module_names() -> None:
     assert sync.TCPServer.__module__ == "trio_socketserver.sync"
     assert sys.modules["trio_socketserver.sync"] is sync
+
+
+class _Nothing(sync.BaseRequestHandler):
+    def handle(self) -> None:
+        pass
+
+
+class _V6(sync.TCPServer):
+    address_family = socket.AF_INET6
+
+
+class _StdV6(socketserver.TCPServer):
+    address_family = socket.AF_INET6
+
+
+class _FamilyOnInstance(sync.TCPServer):
+    def __init__(self, address: Any, handler: Any, family: int) -> None:
+        self.address_family = family  # before TCPServer.__init__, as the stdlib allows
+        super().__init__(address, handler)
+
+
+@pytest.mark.parametrize(
+    ("ours", "stdlib", "address"),
+    [
+        (sync.TCPServer, socketserver.TCPServer, (b"127.0.0.1", 0)),
+        (sync.UDPServer, socketserver.UDPServer, (b"127.0.0.1", 0)),
+        pytest.param(
+            _V6,
+            _StdV6,
+            ("::1", 0, 0),
+            marks=pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6"),
+        ),
+        pytest.param(
+            _V6,
+            _StdV6,
+            ("::1", 0, 0, 0),
+            marks=pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6"),
+        ),
+    ],
+)
+def test_addresses_the_stdlib_accepts(ours: Any, stdlib: Any, address: Any) -> None:
+    with stdlib(address, socketserver.BaseRequestHandler) as reference:
+        expected_family = reference.socket.family
+    with ours(address, _Nothing) as server:
+        assert server.socket.family == expected_family
+        assert server.server_address[1] != 0
+
+
+def test_address_family_set_on_the_instance_is_obeyed() -> None:
+    with short_temporary_directory(prefix="tss-fam-") as directory:
+        path = f"{directory}/s.sock"
+        with _FamilyOnInstance(path, _Nothing, socket.AF_UNIX) as server:
+            assert server.socket.family == socket.AF_UNIX
+            assert server.server_address == path
+    # Still checked: a (host, port) for the AF_UNIX instance is refused.
+    with pytest.raises(TypeError, match="socket path"):
+        _FamilyOnInstance(("127.0.0.1", 0), _Nothing, socket.AF_UNIX)

@@ -169,7 +169,8 @@ class Engine(_AsyncBaseServer[Any, Any]):
         try:
             deadline = math.inf if wait_for is None else trio.current_time() + wait_for
             if not await self._handle_one(deadline):
-                self._front.handle_timeout()
+                return self._front.handle_timeout()  # handle_request() returns it
+            return None
         finally:
             self._in_loop = False
 

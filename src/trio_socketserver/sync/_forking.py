@@ -179,8 +179,19 @@ class ForkingMixIn(_MixinBase):
             raise RuntimeError(f"{type(self).__name__} has no fork helper: it was not activated")
         if isinstance(request, tuple):  # a datagram: (data, socket)
             helper.send(("datagram", request[0], client_address))
+        elif type(request) is socket.socket:
+            # Only the descriptor crosses to the child, which rebuilds the
+            # socket: its timeout goes along (with a timeout the descriptor
+            # is non-blocking, which a socket without one would misread).
+            helper.send(("stream", client_address, request.gettimeout()), [request.fileno()])
         else:
-            helper.send(("stream", client_address), [request.fileno()])
+            raise TypeError(
+                f"{type(self).__name__} can hand a child only a plain socket.socket (its "
+                f"descriptor), not the {type(request).__module__}.{type(request).__qualname__} "
+                "that get_request() returned: what it holds beyond the descriptor (an "
+                "ssl.SSLSocket's TLS session, a wrapper's state) cannot cross to the child. "
+                "Wrap the connection in the handler (in setup()), or use ThreadingMixIn."
+            )
         while True:
             report = helper.receive(block=True)
             if report is None:
@@ -353,6 +364,7 @@ class _Forker:
             server = self.server
             if kind == "stream":
                 request: Any = socket.socket(fileno=fds[0])
+                request.settimeout(message[2])
                 client_address = message[1]
             else:
                 request = (message[1], server.socket)  # type: ignore[attr-defined]

@@ -30,12 +30,15 @@ Where it differs from the stdlib (all documented in docs/sync.rst):
 
 from __future__ import annotations
 
+import errno
 import inspect
+import math
 import os
 import socket
 import sys
 import threading
 import traceback
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -47,6 +50,7 @@ from .._handlers import BaseRequestHandler as _AsyncBaseRequestHandler
 from .._log import SERVER_LOGGER
 from .._socket_server import bind_and_activate_or_close
 from ._engine import Engine
+from ._signals import run_deferring_signals
 
 if TYPE_CHECKING:
     from typing import Self
@@ -161,13 +165,17 @@ class BaseServer:
 
         Requests are never polled for: ``poll_interval`` is only how often
         :meth:`service_actions` runs while idle (it also runs after every
-        request, as in the stdlib), and shutdown does not wait for it."""
+        request, as in the stdlib), and shutdown does not wait for it.
+        ``None`` means never while idle (the stdlib then blocks in
+        ``select()`` until a request comes); ``0`` or less, every
+        millisecond (the stdlib spins, calling it without pause)."""
+        interval = _service_interval(poll_interval)
         run = self._begin_run(serving=True, what="serve_forever()")
         if run is None:
             return  # shutdown() was called first
         try:
             self._before_run()
-            trio.run(self._engine.run_forever, poll_interval)
+            trio.run(run_deferring_signals, partial(self._engine.run_forever, interval))
         finally:
             self._end_run(run)
 
@@ -187,9 +195,11 @@ class BaseServer:
             self._before_run()
             handled = self._engine.handle_one_blocking(timeout)
             if handled is None:
-                trio.run(self._engine.run_one, timeout)
-            elif not handled:
-                self.handle_timeout()
+                return trio.run(run_deferring_signals, partial(self._engine.run_one, timeout))
+            if not handled:
+                # The stdlib returns what handle_timeout() returns.
+                return self.handle_timeout()
+            return None
         finally:
             self._end_run(run)
 
@@ -470,7 +480,9 @@ class TCPServer(BaseServer):
 
     def _check_address(self, server_address: Any) -> Any:
         name = type(self).__name__
-        family = type(self).address_family
+        # The instance's: a subclass may set self.address_family before
+        # calling __init__, as the stdlib allows.
+        family = self.address_family
         if family == socket.AF_UNIX:
             return check_unix_address(server_address, name)
         if family in (socket.AF_INET, socket.AF_INET6):
@@ -542,11 +554,19 @@ class TCPServer(BaseServer):
         (``setup()`` raised after creating them) and the exception, with its
         traceback, is kept by a logging handler or error reporter."""
         request.close()
-        if request.fileno() != -1:  # makefile() objects still refer to it
+        # makefile() objects still refer to it. A get_request() override may
+        # return a wrapper with only close() (all the stdlib calls): then
+        # close() was all there is to do.
+        fileno = getattr(request, "fileno", None)
+        if fileno is not None and fileno() != -1:
             os.close(request.detach())
 
     def _ready_taker(self) -> Any:
-        if type(self).get_request is not TCPServer.get_request:
+        if type(self).get_request is not TCPServer.get_request or self.socket.gettimeout():
+            # An override, or a socket with a timeout (socket.setdefaulttimeout(),
+            # or server.socket.settimeout() for handle_request()): CPython waits
+            # up to that timeout inside accept() when no connection is queued,
+            # so the engine calls get_request() only once the socket is readable.
             return None
         # Rule 1 of the engine: the built-in accept must never block. Only
         # the descriptor is made non-blocking; the socket object keeps its
@@ -561,6 +581,25 @@ class TCPServer(BaseServer):
             self._nonblocking = False
             if self.socket.fileno() != -1:
                 os.set_blocking(self.socket.fileno(), True)
+
+
+#: serve_forever(poll_interval <= 0): how often service_actions() runs while
+#: idle. The stdlib's select(0) loop spins, calling it as often as it can;
+#: shutdown() needs no polling here, so a program that passed 0 for a quick
+#: shutdown() would only burn a core.
+_MIN_SERVICE_INTERVAL = 0.001
+
+
+def _service_interval(poll_interval: object) -> float:
+    """The engine's service_actions() interval for serve_forever(poll_interval),
+    which takes what the stdlib's select() takes: a number of seconds or None."""
+    if poll_interval is None:
+        return math.inf
+    if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
+        raise TypeError(f"poll_interval must be a number of seconds or None, not {poll_interval!r}")
+    if math.isnan(poll_interval):
+        raise ValueError("poll_interval must be a number of seconds or None, not nan")
+    return max(float(poll_interval), _MIN_SERVICE_INTERVAL)
 
 
 class UDPServer(TCPServer):
@@ -604,13 +643,19 @@ class UDPServer(TCPServer):
                 # block its loop for the next (Rule 1; BlockingIOError means
                 # "wait again" there). Called by anyone else, we block for
                 # the next datagram, as the stdlib's get_request does.
+                if sock.gettimeout():
+                    # MSG_DONTWAIT does not stop CPython waiting for the
+                    # socket's timeout first.
+                    raise BlockingIOError(errno.EAGAIN, "no datagram is queued")
                 flags |= socket.MSG_DONTWAIT
 
     def _take_ready(self) -> tuple[Any, Any]:
         return self._receive(socket.MSG_DONTWAIT)
 
     def _ready_taker(self) -> Any:
-        if type(self).get_request is not UDPServer.get_request:
+        if type(self).get_request is not UDPServer.get_request or self.socket.gettimeout():
+            # As for TCPServer: with a timeout, recvfrom(MSG_DONTWAIT) waits
+            # for it first; the engine waits for readability instead.
             return None
         return self._take_ready
 

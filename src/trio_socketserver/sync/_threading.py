@@ -34,7 +34,7 @@ import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._servers import BaseServer, TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
-from ._workers import WorkerPool
+from ._workers import MAX_IDLE, WorkerPool
 
 __all__ = [
     "ThreadingMixIn",
@@ -63,6 +63,11 @@ class ThreadingMixIn(_MixinBase):
     #: The most handlers running at once; ``None``: as many as the system
     #: allows (see the module docstring).
     max_threads: int | None = None
+    #: Run requests in reused pool threads (new). ``False``: a new thread
+    #: for every request, as the stdlib does, so that each request starts
+    #: with empty ``threading.local`` data (with reuse, what one request
+    #: leaves in a thread-local is seen by the next request of that thread).
+    reuse_threads: bool = True
 
     _hands_off_requests: ClassVar[bool] = True
     _pool: WorkerPool | None = None
@@ -123,7 +128,9 @@ class ThreadingMixIn(_MixinBase):
         pool = self._pool
         if pool is None:
             pool = self._pool = WorkerPool(
-                f"{type(self).__name__}-handler", self._engine.capacity_freed
+                f"{type(self).__name__}-handler",
+                self._engine.capacity_freed,
+                max_idle=MAX_IDLE if self.reuse_threads else 0,
             )
         return pool
 

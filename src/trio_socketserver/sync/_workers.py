@@ -113,11 +113,16 @@ class WorkerPool:
       name: prefix of the threads' names.
       on_free: called (from a worker thread) each time a busy thread
         finishes a job; the server uses it to resume accepting at its cap.
+      max_idle: the most threads kept waiting for the next job; 0 makes
+        every job's thread exit when it is done (a new thread per job, the
+        stdlib's ThreadingMixIn, except for a job queued because the system
+        refused a thread, which the next thread to finish takes).
     """
 
-    def __init__(self, name: str, on_free: Callable[[], None]) -> None:
+    def __init__(self, name: str, on_free: Callable[[], None], max_idle: int = MAX_IDLE) -> None:
         self._name = name
         self._on_free = on_free
+        self._max_idle = max_idle
         self._lock = threading.Lock()
         self._idle: list[_Idle] = []
         self._backlog: deque[_Job] = deque()
@@ -197,7 +202,7 @@ class WorkerPool:
                         job = self._backlog.popleft()
                         continue
                     self._busy -= 1
-                    keep = not self._closed and len(self._idle) < MAX_IDLE
+                    keep = not self._closed and len(self._idle) < self._max_idle
                     if keep:
                         self._idle.append(idle)
                 self._on_free()

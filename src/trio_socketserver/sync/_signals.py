@@ -1,0 +1,124 @@
+"""The program's own Python signal handlers while the engine's loop runs.
+
+CPython runs a Python-level signal handler in the main thread, between two
+bytecodes of whatever runs there. The stdlib's serve loop is plain Python, so
+an exception from such a handler -- ``sys.exit()`` in a SIGTERM handler (the
+usual pattern in containers), a custom SIGINT handler raising
+``KeyboardInterrupt`` -- simply propagates out of ``serve_forever()``, and a
+handler calling ``server.shutdown()`` just sets a flag. While the engine's
+``trio.run`` is in the main thread, the same handler may instead run inside
+trio's scheduler, where an exception corrupts the run (trio then reports an
+abandoned run and broken nurseries) and touching the server's cancel scopes
+is not allowed.
+
+Trio solves this for its own Ctrl-C handler with *KI protection*: it raises
+``KeyboardInterrupt`` at once in code that is not protected (tasks: here the
+handlers, the hooks and the engine's own code), and otherwise hands it to the
+main task. For the length of a run this module does the same for every
+Python-level handler the program installed:
+
+Rule 1. A signal arriving in unprotected code calls the program's handler at
+    once, exactly where the stdlib would (inside a running handler of a
+    sequential server, say), so what it raises propagates from there.
+Rule 2. A signal arriving in protected code (trio's scheduler) is handed to
+    a task of the run, which calls the handler; what it raises ends the run
+    and propagates out of ``serve_forever()`` as itself.
+Rule 3. Only handlers installed when the run starts are wrapped, and each is
+    restored when it ends unless the program replaced it meanwhile. SIGINT
+    with Python's default handler is trio's own (Ctrl-C, as above).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+import trio
+
+from .._server import _raise_single
+
+__all__ = ["run_deferring_signals"]
+
+_T = TypeVar("_T")
+_Handler = Callable[[int, FrameType | None], Any]
+_Call = tuple[_Handler, int, "FrameType | None"]
+
+
+async def run_deferring_signals(fn: Callable[[], Awaitable[_T]]) -> _T:
+    """Await ``fn()`` with the program's signal handlers wrapped (the module
+    docstring); outside the main thread, or with none to wrap, just await it."""
+    if threading.current_thread() is not threading.main_thread():
+        return await fn()
+    send, receive = trio.open_memory_channel[_Call](math.inf)
+    token = trio.lowlevel.current_trio_token()
+    wrapped = _wrap_handlers(token, send)
+    if not wrapped:
+        return await fn()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_call_handlers, receive)
+            result = await fn()
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        _raise_single(group)
+    finally:
+        _restore(wrapped)
+        # Signals handed over after the dispatcher stopped (Rule 2): their
+        # handlers still run, here in the main task, before the run ends.
+        while True:
+            try:
+                handler, signum, frame = receive.receive_nowait()
+            except trio.WouldBlock:
+                break
+            handler(signum, frame)
+    return result
+
+
+async def _call_handlers(receive: trio.MemoryReceiveChannel[_Call]) -> None:
+    async for handler, signum, frame in receive:
+        handler(signum, frame)  # Rule 2: raises as an exception of the run
+
+
+def _wrap_handlers(
+    token: trio.lowlevel.TrioToken, send: trio.MemorySendChannel[_Call]
+) -> list[tuple[signal.Signals, _Handler, _Handler]]:
+    wrapped = []
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        if not callable(handler) or handler is signal.default_int_handler:
+            continue  # SIG_DFL, SIG_IGN, None (not set from Python), or trio's (Rule 3)
+        wrapper = _deferring(handler, token, send)
+        signal.signal(signum, wrapper)
+        wrapped.append((signum, handler, wrapper))
+    return wrapped
+
+
+def _deferring(
+    handler: _Handler, token: trio.lowlevel.TrioToken, send: trio.MemorySendChannel[_Call]
+) -> _Handler:
+    def deferring(signum: int, frame: FrameType | None) -> Any:
+        if not trio.lowlevel.currently_ki_protected():
+            return handler(signum, frame)  # Rule 1
+        try:
+            # Unbounded and never closed while wrapped: send_nowait cannot
+            # raise in trio's system context, where run_sync_soon calls it.
+            token.run_sync_soon(send.send_nowait, (handler, signum, frame))
+        except trio.RunFinishedError:
+            return handler(signum, frame)  # the run is over: nothing to protect
+        return None
+
+    deferring.__wrapped__ = handler  # type: ignore[attr-defined]
+    return deferring
+
+
+def _restore(wrapped: list[tuple[signal.Signals, _Handler, _Handler]]) -> None:
+    for signum, handler, wrapper in wrapped:
+        if signal.getsignal(signum) is wrapper:  # Rule 3
+            signal.signal(signum, handler)
