@@ -50,7 +50,7 @@ from .._handlers import BaseRequestHandler as _AsyncBaseRequestHandler
 from .._log import SERVER_LOGGER
 from .._socket_server import bind_and_activate_or_close
 from ._engine import Engine
-from ._signals import run_deferring_signals
+from ._signals import program_handlers, run_deferring_signals
 
 if TYPE_CHECKING:
     from typing import Self
@@ -175,7 +175,11 @@ class BaseServer:
             return  # shutdown() was called first
         try:
             self._before_run()
-            trio.run(run_deferring_signals, partial(self._engine.run_forever, interval))
+            trio.run(
+                run_deferring_signals,
+                program_handlers(),
+                partial(self._engine.run_forever, interval),
+            )
         finally:
             self._end_run(run)
 
@@ -195,7 +199,11 @@ class BaseServer:
             self._before_run()
             handled = self._engine.handle_one_blocking(timeout)
             if handled is None:
-                return trio.run(run_deferring_signals, partial(self._engine.run_one, timeout))
+                return trio.run(
+                    run_deferring_signals,
+                    program_handlers(),
+                    partial(self._engine.run_one, timeout),
+                )
             if not handled:
                 # The stdlib returns what handle_timeout() returns.
                 return self.handle_timeout()

@@ -23,9 +23,12 @@ Rule 1. A signal arriving in unprotected code calls the program's handler at
 Rule 2. A signal arriving in protected code (trio's scheduler) is handed to
     a task of the run, which calls the handler; what it raises ends the run
     and propagates out of ``serve_forever()`` as itself.
-Rule 3. Only handlers installed when the run starts are wrapped, and each is
-    restored when it ends unless the program replaced it meanwhile. SIGINT
-    with Python's default handler is trio's own (Ctrl-C, as above).
+Rule 3. Only the handlers installed before ``trio.run`` starts are wrapped
+    (:func:`program_handlers` takes them then), and each is restored when
+    the run ends unless the program replaced it meanwhile. SIGINT with
+    Python's default handler is left out: ``trio.run`` replaces it with its
+    own Ctrl-C handler, which must not be wrapped (it would then run in a
+    task, with a stale frame, instead of deciding where it was called).
 """
 
 from __future__ import annotations
@@ -41,21 +44,41 @@ import trio
 
 from .._server import _raise_single
 
-__all__ = ["run_deferring_signals"]
+__all__ = ["program_handlers", "run_deferring_signals"]
 
 _T = TypeVar("_T")
 _Handler = Callable[[int, FrameType | None], Any]
 _Call = tuple[_Handler, int, "FrameType | None"]
 
 
-async def run_deferring_signals(fn: Callable[[], Awaitable[_T]]) -> _T:
-    """Await ``fn()`` with the program's signal handlers wrapped (the module
-    docstring); outside the main thread, or with none to wrap, just await it."""
+def program_handlers() -> dict[int, _Handler]:
+    """The program's Python-level signal handlers, taken before ``trio.run``
+    (Rule 3); none outside the main thread, where no handler runs."""
     if threading.current_thread() is not threading.main_thread():
+        return {}
+    found: dict[int, _Handler] = {}
+    for signum in signal.valid_signals():
+        try:
+            handler = signal.getsignal(signum)
+        except (OSError, ValueError):
+            continue
+        # SIG_DFL, SIG_IGN, None (not set from Python) and Python's default
+        # SIGINT handler (trio's to replace) are not the program's.
+        if callable(handler) and handler is not signal.default_int_handler:
+            found[signum] = handler
+    return found
+
+
+async def run_deferring_signals(
+    handlers: dict[int, _Handler], fn: Callable[[], Awaitable[_T]]
+) -> _T:
+    """Await ``fn()`` with ``handlers`` (from :func:`program_handlers`)
+    wrapped, as the module docstring says; with none, just await it."""
+    if not handlers:
         return await fn()
     send, receive = trio.open_memory_channel[_Call](math.inf)
     token = trio.lowlevel.current_trio_token()
-    wrapped = _wrap_handlers(token, send)
+    wrapped = _wrap_handlers(handlers, token, send)
     if not wrapped:
         return await fn()
     try:
@@ -84,16 +107,14 @@ async def _call_handlers(receive: trio.MemoryReceiveChannel[_Call]) -> None:
 
 
 def _wrap_handlers(
-    token: trio.lowlevel.TrioToken, send: trio.MemorySendChannel[_Call]
-) -> list[tuple[signal.Signals, _Handler, _Handler]]:
+    handlers: dict[int, _Handler],
+    token: trio.lowlevel.TrioToken,
+    send: trio.MemorySendChannel[_Call],
+) -> list[tuple[int, _Handler, _Handler]]:
     wrapped = []
-    for signum in signal.valid_signals():
-        try:
-            handler = signal.getsignal(signum)
-        except (OSError, ValueError):
-            continue
-        if not callable(handler) or handler is signal.default_int_handler:
-            continue  # SIG_DFL, SIG_IGN, None (not set from Python), or trio's (Rule 3)
+    for signum, handler in handlers.items():
+        if signal.getsignal(signum) is not handler:
+            continue  # replaced since (by trio.run, or by the program)
         wrapper = _deferring(handler, token, send)
         signal.signal(signum, wrapper)
         wrapped.append((signum, handler, wrapper))
@@ -118,7 +139,7 @@ def _deferring(
     return deferring
 
 
-def _restore(wrapped: list[tuple[signal.Signals, _Handler, _Handler]]) -> None:
+def _restore(wrapped: list[tuple[int, _Handler, _Handler]]) -> None:
     for signum, handler, wrapper in wrapped:
         if signal.getsignal(signum) is wrapper:  # Rule 3
             signal.signal(signum, handler)
