@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import trio_socketserver as ts
-from trio_socketserver._serve import pick_server_class
+from trio_socketserver._serve import _SignalHub, pick_server_class
 
 from .conftest import receive_all, receive_exactly, tcp_connect, udp_roundtrip, unix_connect
 
@@ -162,3 +162,71 @@ async def test_serve_checks_the_server_class_cap_before_binding(no_fd_leak: None
 
     with pytest.raises(ValueError, match=r"ZeroCap.max_concurrent_requests must be None"):
         await ts.serve(("127.0.0.1", 0), Echo, server_class=ZeroCap)
+
+
+async def _serve_until(
+    address: Any,
+    handler: Any,
+    done: trio.Event,
+    task_status: trio.TaskStatus[ts.SocketServer[Any, Any]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await ts.serve(address, handler, task_status=task_status)
+    done.set()
+
+
+async def test_one_signal_shuts_down_every_serve_of_the_run() -> None:
+    # trio hands a signal to the receiver opened last only: with a receiver
+    # per serve(), Ctrl-C stopped one server of two.
+    before = signal.getsignal(signal.SIGINT)
+    done = [trio.Event(), trio.Event()]
+    async with trio.open_nursery() as nursery:
+        tcp = await nursery.start(_serve_until, ("127.0.0.1", 0), Echo, done[0])
+        await nursery.start(_serve_until, ("127.0.0.1", 0), DEcho, done[1])
+        assert signal.getsignal(signal.SIGINT) is not before  # one receiver, open
+        os.kill(os.getpid(), signal.SIGINT)
+        with trio.fail_after(5):
+            await done[0].wait()
+            await done[1].wait()
+    assert tcp.fileno() == -1
+    await trio.testing.wait_all_tasks_blocked()  # the hub's task has closed its receiver
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+async def test_signal_handlers_are_restored_whatever_order_serves_end_in() -> None:
+    # Receivers closed out of order used to restore each other's handlers,
+    # leaving a dead one installed (Ctrl-C then did nothing after the run).
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    for first_to_end in (0, 1):
+        done = [trio.Event(), trio.Event()]
+        async with trio.open_nursery() as nursery:
+            servers = [
+                await nursery.start(_serve_until, ("127.0.0.1", 0), Echo, done[i]) for i in (0, 1)
+            ]
+            await servers[first_to_end].shutdown()
+            await servers[1 - first_to_end].shutdown()
+        await trio.testing.wait_all_tasks_blocked()
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+async def test_a_hub_started_as_another_closes_waits_for_it() -> None:
+    # The old hub closes its receiver (restoring what it replaced) in its
+    # own task, later; a new hub opening meanwhile must open after that, or
+    # the old one's restore would undo the new one's handlers.
+    # trio runs the two hubs' tasks in a random order: ten rounds.
+    before = signal.getsignal(signal.SIGTERM)
+    with (
+        ts.TCPServer(("127.0.0.1", 0), Echo) as one,
+        ts.TCPServer(("127.0.0.1", 0), Echo) as two,
+    ):
+        for _ in range(10):
+            old = _SignalHub.of_this_run()
+            old.add(one)
+            old.discard(one)  # no checkpoint since: its task has not even started
+            new = _SignalHub.of_this_run()
+            assert new is not old
+            new.add(two)
+            await trio.testing.wait_all_tasks_blocked()
+            assert signal.getsignal(signal.SIGTERM) is not before  # the new receiver's
+            new.discard(two)
+            await trio.testing.wait_all_tasks_blocked()
+            assert signal.getsignal(signal.SIGTERM) is before

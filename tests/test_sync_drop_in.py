@@ -327,9 +327,9 @@ def test_only_the_programs_handlers_are_wrapped_not_trios_ctrl_c() -> None:
             seen["SIGTERM"] = signal.getsignal(signal.SIGTERM)
             self.server.shutdown()
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with (
         sync.TCPServer(("127.0.0.1", 0), Look) as server,
+        signal_handler(signal.SIGINT, signal.default_int_handler),
         signal_handler(signal.SIGTERM, exit_7),
     ):
         client = threading.Thread(target=stream_roundtrip, args=(server.server_address, b""))

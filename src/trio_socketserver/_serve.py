@@ -153,31 +153,103 @@ async def serve(
             getattr(RequestHandlerClass, "__qualname__", RequestHandlerClass),
             describe_address(server),
         )
-        async with trio.open_nursery() as nursery:
-            signal_scope = trio.CancelScope()
-            if handle_signals and threading.current_thread() is threading.main_thread():
-                nursery.start_soon(_shutdown_on_signals, server, signal_scope)
+        signals = handle_signals and threading.current_thread() is threading.main_thread()
+        if signals:
+            _SignalHub.of_this_run().add(server)
+        try:
             # serve_forever reports task_status.started(server) itself.
             await server.serve_forever(task_status=task_status)
-            signal_scope.cancel()
+        finally:
+            if signals:
+                _SignalHub.of_this_run().discard(server)
         SERVE_LOGGER.info("stopped serving on %s", describe_address(server))
 
 
-async def _shutdown_on_signals(server: BaseServer[Any, Any], scope: trio.CancelScope) -> None:
-    with scope, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        count = 0
-        async for signum in signals:
-            count += 1
-            name = signal.Signals(signum).name
-            if count == 1:
-                grace = server.grace_period
-                SERVE_LOGGER.warning(
-                    "%s received: shutting down (in-flight requests get %s); "
-                    "send it again to stop at once",
-                    name,
-                    "unlimited time" if grace is None or math.isinf(grace) else f"{grace:g} s",
-                )
-                server._begin_shutdown(_DEFAULT)
-            else:
-                SERVE_LOGGER.warning("%s received again: cancelling in-flight requests", name)
-                server._begin_shutdown(0)
+class _SignalHub:
+    """SIGINT/SIGTERM for every serve() of one trio run.
+
+    Invariant: at most one signal receiver per run, open exactly while some
+    serve() handles signals, and every such server sees every signal. One
+    receiver per serve() would break both halves: trio gives a signal to the
+    receiver opened last only (so with a TCP and a UDP serve() in one
+    program, Ctrl-C would stop one of them), and receivers closed in another
+    order than they were opened restore each other's handlers, leaving a
+    dead one installed after the run. So the receiver lives in a system task
+    of the run, started by the first serve() and ended by the last. A hub
+    started while the previous one is still closing its receiver waits for
+    that before opening its own, so receivers never overlap.
+    """
+
+    _run_var: trio.lowlevel.RunVar[_SignalHub | None] = trio.lowlevel.RunVar(
+        "trio_socketserver_signal_hub", default=None
+    )
+    _last_closed: trio.lowlevel.RunVar[trio.Event | None] = trio.lowlevel.RunVar(
+        "trio_socketserver_signal_hub_closed", default=None
+    )
+
+    def __init__(self, after: trio.Event | None) -> None:
+        #: The servers, each with the number of signals it has seen.
+        self._servers: dict[BaseServer[Any, Any], int] = {}
+        self._scope = trio.CancelScope()
+        self._after = after
+        self._closed = trio.Event()
+
+    @classmethod
+    def of_this_run(cls) -> _SignalHub:
+        hub = cls._run_var.get()
+        if hub is None:
+            hub = cls(after=cls._last_closed.get())
+            cls._run_var.set(hub)
+            cls._last_closed.set(hub._closed)
+            trio.lowlevel.spawn_system_task(hub._receive, name="trio_socketserver signals")
+        return hub
+
+    def add(self, server: BaseServer[Any, Any]) -> None:
+        self._servers[server] = 0
+
+    def discard(self, server: BaseServer[Any, Any]) -> None:
+        self._servers.pop(server, None)
+        if not self._servers:
+            # The last one: close the receiver (restoring the handlers it
+            # replaced); a later serve() starts a new hub.
+            self._scope.cancel()
+            if self._run_var.get() is self:
+                self._run_var.set(None)
+
+    async def _receive(self) -> None:
+        # A system task: what it raises would crash the whole run.
+        try:
+            with self._scope:
+                if self._after is not None:
+                    await self._after.wait()
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                    async for signum in received:
+                        self._deliver_to_all(signal.Signals(signum).name)
+        finally:
+            self._closed.set()
+
+    def _deliver_to_all(self, name: str) -> None:
+        for server in list(self._servers):
+            try:
+                self._deliver(server, name)
+            except Exception:
+                SERVE_LOGGER.exception("shutting down %r on %s failed", server, name)
+
+    def _deliver(self, server: BaseServer[Any, Any], name: str) -> None:
+        count = self._servers[server] = self._servers[server] + 1
+        where = describe_address(server) if isinstance(server, SocketServer) else repr(server)
+        if count == 1:
+            grace = server.grace_period
+            SERVE_LOGGER.warning(
+                "%s received: shutting down %s (in-flight requests get %s); "
+                "send it again to stop at once",
+                name,
+                where,
+                "unlimited time" if grace is None or math.isinf(grace) else f"{grace:g} s",
+            )
+            server._begin_shutdown(_DEFAULT)
+        else:
+            SERVE_LOGGER.warning(
+                "%s received again: cancelling in-flight requests on %s", name, where
+            )
+            server._begin_shutdown(0)
