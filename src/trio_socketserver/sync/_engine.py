@@ -86,6 +86,7 @@ from .._log import SERVER_LOGGER
 from .._server import _BACKOFF_START
 from .._server import _DEFAULT as _DEFAULT_GRACE
 from .._server import BaseServer as _AsyncBaseServer
+from ._signals import Direct as _Direct
 
 if TYPE_CHECKING:
     from ._servers import BaseServer
@@ -401,6 +402,9 @@ class Engine(_AsyncBaseServer[Any, Any]):
         stdlib's; docs/performance.rst)."""
         front = self._front
         tracked = self._tracked
+        # Signal handlers run here at once, as in the stdlib (sync/_signals.py).
+        direct = _Direct.on
+        _Direct.on = True
         if tracked:  # Rule 3 (a datagram request cannot be unblocked)
             front._remember(request)
         self._received += 1
@@ -420,6 +424,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
                 self._end_request(request)
             raise
         finally:
+            _Direct.on = direct
             self._active -= 1
             if _forks.generation != self._generation and self._in_loop:
                 _forked_child_returned(front)
@@ -436,13 +441,15 @@ class Engine(_AsyncBaseServer[Any, Any]):
         self._front.handle_error(request, client_address)
 
     async def service_actions(self) -> None:
-        self._front.service_actions()
+        with _Direct.calls():
+            self._front.service_actions()
 
     def _run_service_actions_once(self) -> None:
         # The stdlib calls service_actions() after every request as well as
         # every poll_interval; ForkingMixIn reaps children there.
         try:
-            self._front.service_actions()
+            with _Direct.calls():
+                self._front.service_actions()
         except Exception:
             SERVER_LOGGER.exception("%s.service_actions raised", self._display_name())
 
@@ -499,7 +506,8 @@ class _DirectWait:
         timeout = runner.clock.deadline_to_sleep_time(runner.deadlines.next_deadline())
         if timeout <= 0:
             return False
-        events = self._poll.poll(None if timeout > _POLL_FOREVER else math.ceil(timeout * 1000))
+        with _Direct.calls():  # a signal handler raising here ends the poll (sync/_signals.py)
+            events = self._poll.poll(None if timeout > _POLL_FOREVER else math.ceil(timeout * 1000))
         loop_fd = self._loop_fd
         return bool(events) and all(fd != loop_fd for fd, _ in events)
 

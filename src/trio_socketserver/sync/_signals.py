@@ -11,18 +11,24 @@ trio's scheduler, where an exception corrupts the run (trio then reports an
 abandoned run and broken nurseries) and touching the server's cancel scopes
 is not allowed.
 
-Trio solves this for its own Ctrl-C handler with *KI protection*: it raises
-``KeyboardInterrupt`` at once in code that is not protected (tasks: here the
-handlers, the hooks and the engine's own code), and otherwise hands it to the
-main task. For the length of a run this module does the same for every
-Python-level handler the program installed:
+For the length of a run this module wraps every Python-level handler the
+program installed:
 
-Rule 1. A signal arriving in unprotected code calls the program's handler at
-    once, exactly where the stdlib would (inside a running handler of a
-    sequential server, say), so what it raises propagates from there.
-Rule 2. A signal arriving in protected code (trio's scheduler) is handed to
-    a task of the run, which calls the handler; what it raises ends the run
-    and propagates out of ``serve_forever()`` as itself.
+Rule 1. A signal arriving while the loop thread runs blocking calls (a
+    request's hooks and handler, ``service_actions``, the engine's own
+    ``poll()``; :class:`Direct` marks them), outside trio's KI-protected
+    functions, calls the program's handler at once, exactly where the stdlib would (inside a running handler of a
+    sequential server, say): what it raises propagates from there, through
+    frames that are all running.
+Rule 2. A signal arriving anywhere else is handed to a task of the run,
+    which calls the handler at once; what it raises ends the run and
+    propagates out of ``serve_forever()`` as itself. Elsewhere means trio's
+    scheduler, and coroutine code too: trio's own Ctrl-C rule (raise at once
+    in code not KI-protected) is not safe enough there. Python runs signal
+    handlers when a frame resumes, so an exception can land in a coroutine
+    just resumed while the coroutine it awaits is still suspended, holding
+    cancel scopes and nurseries that then never exit (trio reports "Nursery
+    stack corrupted"; seen on Python 3.13).
 Rule 3. Only the handlers installed before ``trio.run`` starts are wrapped
     (:func:`program_handlers` takes them then), and each is restored when
     the run ends unless the program replaced it meanwhile. SIGINT with
@@ -36,17 +42,39 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
 from .._server import _raise_single
 
-__all__ = ["program_handlers", "run_deferring_signals"]
+__all__ = ["Direct", "program_handlers", "run_deferring_signals"]
 
 _T = TypeVar("_T")
+
+
+class Direct:
+    """Rule 1's mark: ``on`` while the loop thread runs blocking calls, where
+    a signal handler may run (and raise) at once. Only the main thread runs
+    signal handlers, so one flag serves; the engine sets it inline on its
+    per-request path, which :meth:`calls` would slow down."""
+
+    on: ClassVar[bool] = False
+
+    @staticmethod
+    @contextmanager
+    def calls() -> Iterator[None]:
+        outer = Direct.on
+        Direct.on = True
+        try:
+            yield
+        finally:
+            Direct.on = outer
+
+
 _Handler = Callable[[int, FrameType | None], Any]
 _Call = tuple[_Handler, int, "FrameType | None"]
 
@@ -125,8 +153,10 @@ def _deferring(
     handler: _Handler, token: trio.lowlevel.TrioToken, send: trio.MemorySendChannel[_Call]
 ) -> _Handler:
     def deferring(signum: int, frame: FrameType | None) -> Any:
-        if not trio.lowlevel.currently_ki_protected():
-            return handler(signum, frame)  # Rule 1
+        # Rule 1; inside trio's own (KI-protected) functions called from a
+        # hook, such as notify_closing() in server_close(), Rule 2.
+        if Direct.on and not trio.lowlevel.currently_ki_protected():
+            return handler(signum, frame)
         try:
             # Unbounded and never closed while wrapped: send_nowait cannot
             # raise in trio's system context, where run_sync_soon calls it.
