@@ -17,9 +17,9 @@ program installed:
 Rule 1. A signal arriving while the loop thread runs blocking calls (a
     request's hooks and handler, ``service_actions``, the engine's own
     ``poll()``; :class:`Direct` marks them), outside trio's KI-protected
-    functions, calls the program's handler at once, exactly where the stdlib would (inside a running handler of a
-    sequential server, say): what it raises propagates from there, through
-    frames that are all running.
+    functions, calls the program's handler at once, exactly where the stdlib
+    would (inside a running handler of a sequential server, say): what it
+    raises propagates from there, through frames that are all running.
 Rule 2. A signal arriving anywhere else is handed to a task of the run,
     which calls the handler at once; what it raises ends the run and
     propagates out of ``serve_forever()`` as itself. Elsewhere means trio's
