@@ -26,6 +26,11 @@ Where it differs from the stdlib (all documented in docs/sync.rst):
   being served truncated.
 * Unix socket files: a stale file is replaced, a file that is not a socket is
   never deleted, and the file is removed by ``server_close()``.
+* ``serve_forever(poll_interval)`` with 0 or less runs ``service_actions``
+  every millisecond while idle (the stdlib spins); ``None`` works as there.
+* The program's Python signal handlers are wrapped while the loop runs, so
+  that one raising (``sys.exit()`` on SIGTERM) never lands inside trio's
+  scheduler (``_signals.py``).
 """
 
 from __future__ import annotations
