@@ -486,3 +486,34 @@ def test_reuse_threads_false_gives_every_request_a_new_thread() -> None:
             assert stream_roundtrip(server.server_address, b"u%d\n" % i) == b"u%d\n" % i
     assert [fresh for _, fresh in seen] == [False, False, False]
     assert len({name for name, _ in seen}) == 3
+
+
+@pytest.mark.usefixtures("no_leak")
+def test_only_a_loop_in_the_main_thread_marks_blocking_calls() -> None:
+    # Signal handlers run in the main thread only: a server serving in
+    # another thread must not make them run at once while the main thread
+    # is inside trio (the mark would say "blocking calls" for the wrong thread).
+    from trio_socketserver.sync._signals import Direct
+
+    seen: list[bool] = []
+
+    class Look(sync.StreamRequestHandler):
+        def handle(self) -> None:
+            seen.append(Direct.on)
+            self.wfile.write(self.rfile.readline())
+
+    server = sync.TCPServer(("127.0.0.1", 0), Look)
+    with serving(server):  # serve_forever in a thread of its own
+        assert stream_roundtrip(server.server_address, b"a\n") == b"a\n"
+    with sync.TCPServer(("127.0.0.1", 0), Look) as main:
+
+        def client() -> None:
+            assert stream_roundtrip(main.server_address, b"b\n") == b"b\n"
+            main.shutdown()
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        main.serve_forever(HOUR)  # here, in the main thread
+        thread.join(CLIENT_TIMEOUT)
+    assert seen == [False, True]
+    assert Direct.on is False

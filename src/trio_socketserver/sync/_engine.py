@@ -123,6 +123,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
         self._generation = _forks.generation
         self._in_loop = False
         self._direct: _DirectWait | None = None
+        self._signal_mark: Any = _Direct.for_this_thread()
 
     def _display_name(self) -> str:
         return type(self._front).__name__
@@ -154,6 +155,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
         self._queue_empty = False
         self._after_request = front._has_service_actions()
         self._direct = _DirectWait.for_current_run(self._fd)
+        self._signal_mark = _Direct.for_this_thread()
         front._loop_started(self)
 
     async def run_forever(self, poll_interval: float) -> None:
@@ -403,8 +405,9 @@ class Engine(_AsyncBaseServer[Any, Any]):
         front = self._front
         tracked = self._tracked
         # Signal handlers run here at once, as in the stdlib (sync/_signals.py).
-        direct = _Direct.on
-        _Direct.on = True
+        mark = self._signal_mark
+        direct = mark.on
+        mark.on = True
         if tracked:  # Rule 3 (a datagram request cannot be unblocked)
             front._remember(request)
         self._received += 1
@@ -424,7 +427,7 @@ class Engine(_AsyncBaseServer[Any, Any]):
                 self._end_request(request)
             raise
         finally:
-            _Direct.on = direct
+            mark.on = direct
             self._active -= 1
             if _forks.generation != self._generation and self._in_loop:
                 _forked_child_returned(front)

@@ -57,22 +57,44 @@ _T = TypeVar("_T")
 
 
 class Direct:
-    """Rule 1's mark: ``on`` while the loop thread runs blocking calls, where
+    """Rule 1's mark: ``on`` while the main thread runs blocking calls, where
     a signal handler may run (and raise) at once. Only the main thread runs
-    signal handlers, so one flag serves; the engine sets it inline on its
-    per-request path, which :meth:`calls` would slow down."""
+    signal handlers, so one flag serves; a loop in another thread marks a
+    flag of its own (:meth:`for_this_thread`), which nothing reads, so that
+    it never says "blocking calls" while the main thread is elsewhere. The
+    engine sets its mark inline on its per-request path, which
+    :meth:`calls` would slow down."""
 
     on: ClassVar[bool] = False
 
     @staticmethod
+    def for_this_thread() -> Any:
+        """The object whose ``on`` the calling thread's loop sets."""
+        if threading.current_thread() is threading.main_thread():
+            return Direct
+        return _Unread()
+
+    @staticmethod
     @contextmanager
     def calls() -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         outer = Direct.on
         Direct.on = True
         try:
             yield
         finally:
             Direct.on = outer
+
+
+class _Unread:
+    """A loop's mark outside the main thread (see Direct.for_this_thread)."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
 
 
 _Handler = Callable[[int, FrameType | None], Any]
