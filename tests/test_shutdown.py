@@ -133,15 +133,21 @@ async def test_grace_lets_in_flight_requests_finish(
     assert gate.finished == ["completed", "finish"]
 
 
+async def _parked_streams(server: Any, count: int) -> list[trio.SocketStream]:
+    """``count`` clients, each connected to a parked handler (it sent "hi")."""
+    streams = [await tcp_connect(server.server_address) for _ in range(count)]
+    for s in streams:
+        assert await receive_exactly(s, 2) == b"hi"
+    return streams
+
+
 async def test_grace_expiry_cancels_and_finish_runs(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     gate = Gate()
     with ts.ConcurrentTCPServer(("127.0.0.1", 0), parked(gate)) as server:
         await nursery.start(server.serve_forever)
-        streams = [await tcp_connect(server.server_address) for _ in range(3)]
-        for s in streams:
-            assert await receive_exactly(s, 2) == b"hi"
+        streams = await _parked_streams(server, 3)
         start = trio.current_time()
         await server.shutdown(grace_period=7)
         assert trio.current_time() - start == pytest.approx(7)
@@ -272,9 +278,7 @@ async def test_grace_expiry_warning_counts_the_requests_still_running(
         gate = Gate()
         with server_class(("127.0.0.1", 0), parked(gate)) as server:
             await nursery.start(server.serve_forever)
-            streams = [await tcp_connect(server.server_address) for _ in range(running)]
-            for s in streams:
-                assert await receive_exactly(s, 2) == b"hi"
+            streams = await _parked_streams(server, running)
             start = trio.current_time()
             await server.shutdown(grace_period=5)
             assert trio.current_time() - start == pytest.approx(5)
@@ -297,9 +301,7 @@ async def test_a_later_shutdown_shortens_the_grace_and_zero_cancels_silently(
         gate = Gate()
         with ts.ConcurrentTCPServer(("127.0.0.1", 0), parked(gate)) as server:
             await nursery.start(server.serve_forever)
-            streams = [await tcp_connect(server.server_address) for _ in range(2)]
-            for s in streams:
-                assert await receive_exactly(s, 2) == b"hi"
+            streams = await _parked_streams(server, 2)
             start = trio.current_time()
             nursery.start_soon(server.shutdown)  # grace_period: 30 s
             await trio.testing.wait_all_tasks_blocked()
