@@ -77,15 +77,13 @@ class Direct:
     @staticmethod
     @contextmanager
     def calls() -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        outer = Direct.on
-        Direct.on = True
+        mark = Direct.for_this_thread()
+        outer = mark.on
+        mark.on = True
         try:
             yield
         finally:
-            Direct.on = outer
+            mark.on = outer
 
 
 class _Unread:
